@@ -1,0 +1,226 @@
+"""Configuration from the environment and `.env` files.
+
+The variable names of the original deployment (`INFLUXDB_URL`, `TSV_REPORT_DIR`,
+...) keep working unchanged; settings PowerView added are named `POWERVIEW_*`.
+Precedence, highest first: values given on the command line, the process
+environment, the `.env` file (in the working folder, or `POWERVIEW_ENV_FILE`),
+the local stack's env file written by `powerview stack up`, the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from powerview.exceptions import ConfigError
+
+DEFAULT_STATE_DIR = Path(".powerview")
+STACK_ENV_NAME = "stack.env"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _env(*names: str) -> Any:
+    """Accept each of `names` as the variable for a field; the first is the main one."""
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every setting PowerView reads, with the variable names that set it."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    influxdb_url: str = Field(
+        "http://127.0.0.1:8086", validation_alias=_env("INFLUXDB_URL", "INFLUXDB_HOST")
+    )
+    influxdb_org: str = Field("powerview", validation_alias=_env("INFLUXDB_ORG"))
+    influxdb_admin_token: SecretStr | None = Field(
+        None, validation_alias=_env("INFLUXDB_ADMIN_TOKEN")
+    )
+    influxdb_timeout_s: float = Field(
+        30.0, gt=0, validation_alias=_env("POWERVIEW_INFLUXDB_TIMEOUT_S")
+    )
+    grafana_url: str | None = Field(None, validation_alias=_env("GRAFANA_URL"))
+    grafana_username: str | None = Field(None, validation_alias=_env("GRAFANA_USERNAME"))
+    grafana_password: SecretStr | None = Field(None, validation_alias=_env("GRAFANA_PASSWORD"))
+    grafana_api_token: SecretStr | None = Field(None, validation_alias=_env("GRAFANA_API_TOKEN"))
+    grafana_datasource_type: str = Field(
+        "influxdb-adecwatts-datasource",
+        validation_alias=_env("POWERVIEW_GRAFANA_DATASOURCE_TYPE"),
+    )
+    tenancy: Literal["org", "team"] = Field("org", validation_alias=_env("POWERVIEW_TENANCY"))
+    meta_bucket: str = Field("powerview_meta", validation_alias=_env("TSV_META_BUCKET"))
+    report_dir: Path | None = Field(None, validation_alias=_env("TSV_REPORT_DIR"))
+    log_level: str = Field("INFO", validation_alias=_env("TSV_LOG_LEVEL"))
+    data_root: Path = Field(Path("/srv/sftpgo/data"), validation_alias=_env("POWERVIEW_DATA_ROOT"))
+    state_dir: Path = Field(DEFAULT_STATE_DIR, validation_alias=_env("POWERVIEW_STATE_DIR"))
+    influxd_binary: Path | None = Field(None, validation_alias=_env("POWERVIEW_INFLUXD"))
+    influxd_port: int = Field(8086, ge=1, le=65535, validation_alias=_env("POWERVIEW_INFLUXD_PORT"))
+    write_batch_size: int = Field(
+        5000, ge=1, le=100_000, validation_alias=_env("POWERVIEW_WRITE_BATCH_SIZE")
+    )
+    earliest_valid_time: str = Field(
+        "2021-01-01T00:00:00Z", validation_alias=_env("POWERVIEW_EARLIEST_VALID_TIME")
+    )
+    max_future_skew_s: int = Field(
+        86_400, ge=0, validation_alias=_env("POWERVIEW_MAX_FUTURE_SKEW_S")
+    )
+    headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
+
+    @field_validator("influxdb_url")
+    @classmethod
+    def _normalise_influx_url(cls, value: str) -> str:
+        """Accept the original `INFLUXDB_HOST` forms: `host`, `host:port` or a URL."""
+        value = value.strip().rstrip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        if "://" not in value:
+            value = f"http://{value}"
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.port is None:
+            value = f"{parts.scheme}://{parts.netloc}:8086{parts.path}"
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @property
+    def effective_report_dir(self) -> Path:
+        """`TSV_REPORT_DIR`, or `<data_root>/../logs/reports` as the original did."""
+        return self.report_dir or self.data_root.parent / "logs" / "reports"
+
+    @property
+    def stack_env_file(self) -> Path:
+        return self.state_dir / STACK_ENV_NAME
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return tuple(source for _, source in _sources(settings_cls, init_settings))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Settings plus, for each field, where its value came from."""
+
+    settings: Settings
+    origins: Mapping[str, str]
+
+
+def _env_files(environ: Mapping[str, str]) -> tuple[Path, Path]:
+    """The `.env` file and the stack env file, in that order of precedence."""
+    dotenv = Path(environ.get("POWERVIEW_ENV_FILE", ".env"))
+    state = environ.get("POWERVIEW_STATE_DIR")
+    if state is None and dotenv.is_file():
+        state = dotenv_values(dotenv).get("POWERVIEW_STATE_DIR")
+    return dotenv, Path(state or DEFAULT_STATE_DIR) / STACK_ENV_NAME
+
+
+def _sources(
+    settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource
+) -> list[tuple[str, PydanticBaseSettingsSource]]:
+    dotenv, stack_env = _env_files(os.environ)
+    return [
+        ("command line", init),
+        ("environment", EnvSettingsSource(settings_cls)),
+        (f"env file {dotenv}", DotEnvSettingsSource(settings_cls, env_file=dotenv)),
+        (f"stack env file {stack_env}", DotEnvSettingsSource(settings_cls, env_file=stack_env)),
+    ]
+
+
+def _raw_variables(label: str) -> Mapping[str, str | None]:
+    """The variables a source read, to name the one that set a field."""
+    if label == "environment":
+        return os.environ
+    if label.startswith(("env file ", "stack env file ")):
+        path = Path(label.split(" file ", 1)[1])
+        return dotenv_values(path) if path.is_file() else {}
+    return {}
+
+
+def load(**overrides: Any) -> Settings:
+    """Build the settings; a bad value is a `ConfigError` naming its variable."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def resolve(**overrides: Any) -> Resolved:
+    """Load the settings and tell, for each field, which source set it."""
+    settings = load(**overrides)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    found: dict[str, str] = {}
+    for label, source in _sources(Settings, InitSettingsSource(Settings, given)):
+        values = source()
+        raw = _raw_variables(label)
+        for name in Settings.model_fields:
+            if name in found or not ({name, variable_names(name)[0]} & values.keys()):
+                continue
+            variable = _variable_in(name, raw)
+            found[name] = f"{label} ({variable})" if variable else label
+    origins = {name: found.get(name, "default") for name in Settings.model_fields}
+    return Resolved(settings, origins)
+
+
+def variable_names(field: str) -> list[str]:
+    """The environment variables that set `field`, main name first."""
+    alias = Settings.model_fields[field].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return [str(choice) for choice in alias.choices]
+
+
+def _variable_in(field: str, raw: Mapping[str, Any]) -> str | None:
+    lowered = {key.lower() for key in raw}
+    return next((n for n in variable_names(field) if n.lower() in lowered), None)
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad setting, naming the variable the user would set."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        names = variable_names(field) if field in Settings.model_fields else [field]
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{names[0]}: {message}")
+    return "; ".join(lines)
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """Field values for display: secrets shown as `****` (or unset)."""
+    shown: dict[str, str] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown[name] = "****" if value.get_secret_value() else "(empty)"
+        else:
+            shown[name] = "(unset)" if value is None else str(value)
+    return shown

@@ -1,0 +1,400 @@
+"""A local InfluxDB 2 server: find or build `influxd`, start, onboard, stop.
+
+Used by `powerview stack` for the local default stack and by the test suite's
+fixtures, so both run the very same server code. The server binds to
+127.0.0.1 only and keeps everything (data, log, pid file) in one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from powerview.exceptions import StackError
+
+INFLUXD_VERSION = "v2.8.0"
+HOST = "127.0.0.1"
+LOG_TAIL_LINES = 25
+_REPO_INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-influxd"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("POWERVIEW_CACHE_DIR", Path(base) / "powerview"))
+
+
+def find_influxd(configured: Path | None = None) -> Path | None:
+    """The influxd to run: the configured one, the project's build, then PATH."""
+    candidates = [
+        configured,
+        cache_dir() / "influxd" / INFLUXD_VERSION / "bin" / "influxd",
+        Path(found) if (found := shutil.which("influxd")) else None,
+    ]
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def install_influxd(configured: Path | None = None) -> Path:
+    """Find influxd, building the pinned version with `scripts/install-influxd` if needed."""
+    found = find_influxd(configured)
+    if found is not None:
+        return found
+    if not _REPO_INSTALLER.is_file():
+        raise StackError(
+            "no influxd binary found (set POWERVIEW_INFLUXD, or run scripts/install-influxd "
+            "from a PowerView checkout)"
+        )
+    env = dict(os.environ)
+    if configured is not None:
+        env["POWERVIEW_INFLUXD"] = str(configured)
+    result = subprocess.run(
+        [str(_REPO_INSTALLER)], env=env, stdout=subprocess.PIPE, text=True, check=False
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise StackError(f"scripts/install-influxd failed with status {result.returncode}")
+    return Path(lines[-1])
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def free_port(host: str = HOST) -> int:
+    """A port the kernel just had free; the caller retries if it is taken meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Onboarding:
+    """What the first start of a server created: its admin connection settings."""
+
+    url: str
+    org: str
+    bucket: str
+    token: str
+    username: str
+    password: str
+
+
+@dataclass
+class InfluxServer:
+    """One influxd process whose data, log and pid file live in `data_dir`."""
+
+    binary: Path
+    data_dir: Path
+    port: int
+    host: str = HOST
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "influxd.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "influxd.log"
+
+    @property
+    def bolt_path(self) -> Path:
+        return self.data_dir / "influxd.bolt"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "--bolt-path", str(self.bolt_path),
+            "--engine-path", str(self.data_dir / "engine"),
+            "--sqlite-path", str(self.data_dir / "influxd.sqlite"),
+            "--http-bind-address", f"{self.host}:{self.port}",
+            "--reporting-disabled",
+            "--log-level", "info",
+        ]  # fmt: skip
+
+    def running_pid(self) -> int | None:
+        """The pid of this folder's live influxd; a stale pid file is removed."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        if _is_our_influxd(pid, self.bolt_path):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(self, timeout_s: float = 30.0) -> int:
+        """Start influxd in the background and wait until it is healthy."""
+        if (pid := self.running_pid()) is not None:
+            return pid
+        if not port_is_free(self.port, self.host):
+            raise StackError(
+                f"port {self.port} on {self.host} is already in use by another process; "
+                "stop it or choose another port (POWERVIEW_INFLUXD_PORT)"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.extra_env}
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # survives the CLI; stopped by pid
+            )
+        self.pid_file.write_text(f"{process.pid}\n")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise StackError(
+                    f"influxd exited with status {process.returncode} at start\n{self.log_tail()}"
+                )
+            if self.healthy():
+                return process.pid
+            time.sleep(0.05)
+        self._terminate(process.pid, timeout_s=5)
+        raise StackError(f"influxd not healthy after {timeout_s:.0f} s\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Stop the server (SIGINT: influxd's clean shutdown); False if none ran."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        self._terminate(pid, timeout_s)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _terminate(self, pid: int, timeout_s: float) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)  # influxd ignores SIGTERM's clean path
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as reply:  # noqa: S310
+                return json.loads(reply.read())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def healthy(self) -> bool:
+        health = self.health()
+        return health is not None and health.get("status") == "pass"
+
+    def onboarding_allowed(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/api/v2/setup", timeout=5) as reply:  # noqa: S310
+            return bool(json.loads(reply.read()).get("allowed"))
+
+    def onboard(self, org: str, bucket: str, username: str = "admin") -> Onboarding:
+        """First-time setup with a generated token and password (never fixed ones)."""
+        token = secrets.token_urlsafe(32)
+        password = secrets.token_urlsafe(18)
+        body = json.dumps(
+            {"username": username, "password": password, "org": org, "bucket": bucket,
+             "token": token}
+        ).encode()  # fmt: skip
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.url}/api/v2/setup",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                pass
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise StackError(f"onboarding {self.url} failed: {exc.code} {detail}") from None
+        return Onboarding(self.url, org, bucket, token, username, password)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"(no log at {self.log_file})"
+        return f"last lines of {self.log_file}:\n" + "\n".join(text[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _is_our_influxd(pid: int, bolt_path: Path) -> bool:
+    """True when `pid` is an influxd serving `bolt_path` (not a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not argv or not argv[0].endswith(b"influxd"):
+        return False
+    return str(bolt_path).encode() in argv and _alive(pid)
+
+
+@contextlib.contextmanager
+def throwaway_server(
+    binary: Path, data_dir: Path, org: str = "powerview", bucket: str = "powerview_meta"
+) -> Iterator[tuple[InfluxServer, Onboarding]]:
+    """A fresh, onboarded server on a free loopback port, removed afterwards."""
+    last_error: StackError | None = None
+    for _ in range(5):  # another process may grab the free port before influxd binds it
+        server = InfluxServer(binary=binary, data_dir=data_dir, port=free_port())
+        try:
+            server.start()
+            break
+        except StackError as exc:
+            last_error = exc
+            if "address already in use" not in str(exc):
+                raise
+    else:
+        raise last_error or StackError("could not start influxd")
+    try:
+        yield server, server.onboard(org, bucket)
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+# -- the local default stack (`powerview stack up | down | status`) ----------
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What `stack up` or `stack status` found or did."""
+
+    url: str
+    data_dir: Path
+    env_file: Path
+    log_file: Path
+    binary: Path | None
+    pid: int | None
+    healthy: bool
+    started: bool = False
+    onboarded: bool = False
+
+
+def stack_data_dir(state_dir: Path) -> Path:
+    return state_dir / "influxdb"
+
+
+def local_server(state_dir: Path, port: int, binary: Path) -> InfluxServer:
+    return InfluxServer(binary=binary, data_dir=stack_data_dir(state_dir).resolve(), port=port)
+
+
+def stack_up(
+    state_dir: Path, port: int, org: str, bucket: str, binary: Path | None = None
+) -> StackState:
+    """Start (and on first start onboard) the local InfluxDB; a no-op when it runs."""
+    env_file = state_dir / "stack.env"
+    server = local_server(state_dir, port, install_influxd(binary))
+    running = server.running_pid()
+    pid = server.start()
+    onboarded = False
+    if server.onboarding_allowed():
+        setup = server.onboard(org, bucket)
+        write_env_file(
+            env_file,
+            {
+                "INFLUXDB_URL": setup.url,
+                "INFLUXDB_ORG": setup.org,
+                "INFLUXDB_ADMIN_TOKEN": setup.token,
+                "POWERVIEW_INFLUXD_PORT": str(port),
+                "POWERVIEW_INFLUXDB_ADMIN_USER": setup.username,
+                "POWERVIEW_INFLUXDB_ADMIN_PASSWORD": setup.password,
+            },
+        )
+        onboarded = True
+    elif not env_file.is_file():
+        raise StackError(
+            f"{server.data_dir} is onboarded but its credentials file {env_file} is gone; "
+            f"a lost admin token cannot be recovered: remove {server.data_dir} to start afresh"
+        )
+    return StackState(
+        url=server.url,
+        data_dir=server.data_dir,
+        env_file=env_file,
+        log_file=server.log_file,
+        binary=server.binary,
+        pid=pid,
+        healthy=server.healthy(),
+        started=running is None,
+        onboarded=onboarded,
+    )
+
+
+def stack_down(state_dir: Path, port: int) -> bool:
+    """Stop the local InfluxDB by its pid, keeping the data; False if none ran."""
+    return InfluxServer(Path("influxd"), stack_data_dir(state_dir).resolve(), port).stop()
+
+
+def stack_status(state_dir: Path, port: int, binary: Path | None = None) -> StackState:
+    server = InfluxServer(Path("influxd"), stack_data_dir(state_dir).resolve(), port)
+    pid = server.running_pid()
+    return StackState(
+        url=server.url,
+        data_dir=server.data_dir,
+        env_file=state_dir / "stack.env",
+        log_file=server.log_file,
+        binary=find_influxd(binary),
+        pid=pid,
+        healthy=pid is not None and server.healthy(),
+    )
+
+
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Write `KEY=value` lines readable by the owner only (mode 0600), atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Written by `powerview stack up`: the local InfluxDB's admin settings.\n")
+        for key, value in values.items():
+            out.write(f"{key}={value}\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
