@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from powerview import layout, stack
 from powerview import settings as config
-from powerview import stack
-from powerview.exceptions import ConfigError, PowerViewError
+from powerview.exceptions import ConfigError, FormatError, InfrastructureError, PowerViewError
 from powerview.exit_status import ExitStatus
+from powerview.formats import ParseOptions, open_device_file
+from powerview.influx import InfluxTarget, NullWriter, make_client
+from powerview.ingest import IngestOptions, ingest_paths
+from powerview.lineprotocol import BatchEncoder
+from powerview.report import FileReport, RunReport, iso_epoch
+from powerview.schema import series_for
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -130,6 +141,212 @@ def stack_status(state_dir: Path | None) -> ExitStatus:
     out.print(f"  log:       {state.log_file}")
     out.print(f"  settings:  {state.env_file}")
     return ExitStatus.OK if state.pid is None or state.healthy else ExitStatus.ERROR
+
+
+# -- ingest and parse -------------------------------------------------------
+
+
+def _parse_options(settings: config.Settings) -> ParseOptions:
+    earliest = dt.datetime.fromisoformat(settings.earliest_valid_time.replace("Z", "+00:00"))
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=dt.UTC)
+    latest = int(time.time()) + settings.max_future_skew_s
+    return ParseOptions(
+        earliest_epoch=int(earliest.timestamp()),
+        latest_epoch=latest,
+        headerless_time_zone=settings.headerless_timezone,
+    )
+
+
+def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:
+    """--data-root, else the configured root if it holds the paths, else the paths' own."""
+    if given is not None:
+        return given
+    if all(layout.relative_parts(p, configured) is not None for p in paths):
+        return configured
+    first = paths[0].resolve()
+    if first.is_dir():
+        return first  # a folder outside the configured root is taken as a data tree
+    return first.parents[3] if len(first.parents) > 3 else first.parent
+
+
+def _open_target(settings: config.Settings) -> InfluxTarget:
+    token = settings.influxdb_admin_token
+    if token is None or not token.get_secret_value():
+        raise ConfigError(
+            "INFLUXDB_ADMIN_TOKEN is not set (`powerview stack up` sets up a local InfluxDB)"
+        )
+    client = make_client(
+        settings.influxdb_url,
+        token.get_secret_value(),
+        settings.influxdb_org,
+        settings.influxdb_timeout_s,
+    )
+    return InfluxTarget(client, settings.influxdb_org, settings.influxdb_gzip_level)
+
+
+@app.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Root of the data tree [env: POWERVIEW_DATA_ROOT].",
+)
+@click.option("--dry-run", is_flag=True, help="Parse and report; write and move nothing.")
+@click.option("--json", "json_output", is_flag=True, help="Print the run report as JSON.")
+def ingest_command(
+    paths: tuple[Path, ...], data_root: Path | None, dry_run: bool, json_output: bool
+) -> ExitStatus:
+    """Ingest device files (files, device folders or whole data trees) into InfluxDB.
+
+    Each file ends in parsed/ (ingested, perhaps with rows set aside) or error/
+    (unusable, reason in the report) beside it; if InfluxDB fails, it stays put.
+    Exit status: 0 all ingested, 1 some files rejected, 2 infrastructure error.
+    """
+    settings = _settings()
+    root = _data_root_for(paths, data_root, settings.data_root)
+    files = list(layout.find_files(paths))
+    options = IngestOptions(
+        data_root=root,
+        parse=_parse_options(settings),
+        lines_per_write=settings.write_batch_size,
+        dry_run=dry_run,
+    )
+    target = NullWriter() if dry_run else _open_target(settings)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[points]:,} points"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=len(files) < 2 or json_output or not err.is_terminal,
+    )
+    try:
+        with progress:
+            task = progress.add_task("ingesting", total=len(files), points=0)
+            done_points = 0
+
+            def advance(report: FileReport) -> None:
+                nonlocal done_points
+                done_points += report.nb_points
+                progress.update(task, advance=1, points=done_points)
+
+            run = ingest_paths(files, target, options, on_file=advance)
+        run.finished_at = dt.datetime.now(dt.UTC)
+        report_path = None
+        if not dry_run:
+            assert isinstance(target, InfluxTarget)
+            _write_meta(run, target, settings.meta_bucket)
+            report_path = run.write_json(settings.report_dir_for(root))
+    finally:
+        if isinstance(target, InfluxTarget):
+            target.close()
+    if json_output:
+        out.print_json(json.dumps(run.to_dict()))
+    else:
+        render_run(run, report_path)
+    if run.count("deferred"):
+        return ExitStatus.ERROR
+    return ExitStatus.REJECTED if run.count("error") else ExitStatus.OK
+
+
+def _write_meta(run: RunReport, target: InfluxTarget, meta_bucket: str) -> None:
+    try:
+        target.ensure_bucket(meta_bucket)
+        target.write_now(meta_bucket, run.meta_lines())
+        run.meta_written = True
+    except (InfrastructureError, FormatError) as exc:
+        run.meta_error = str(exc)
+        logging.getLogger("powerview").error("run summary not written to %s: %s", meta_bucket, exc)
+
+
+def render_run(run: RunReport, report_path: Path | None) -> None:
+    """A short human summary of a run: totals, then every file that needs a look."""
+    totals = run.totals()
+    out.print(
+        f"{totals['nb_files_total']} files: {totals['nb_files_success']} ingested "
+        f"({totals['nb_files_partial']} with rows set aside), "
+        f"{totals['nb_files_failed']} rejected, {totals['nb_files_deferred']} deferred, "
+        f"{totals['nb_files_skipped']} skipped; {totals['nb_points_total']:,} points "
+        f"in {totals['duration_s']:.2f} s" + (" (dry run)" if run.dry_run else "")
+    )
+    flagged = [f for f in run.files if f.status != "success" or f.partial or f.warnings]
+    if flagged:
+        table = Table(box=None)
+        table.add_column("file", overflow="fold")
+        table.add_column("status", no_wrap=True)
+        table.add_column("details", overflow="fold")
+        for report in flagged[:50]:
+            details = report.error or "; ".join(
+                [f"{k}={v}" for k, v in report.counts.items() if v and k.startswith("nb_")
+                 and k not in ("nb_rows", "nb_valid_rows", "nb_points", "nb_channels")]
+                + report.warnings
+            )  # fmt: skip
+            status = report.status + (" (partial)" if report.partial else "")
+            table.add_row(_short(report.path, run.base_folder), status, details)
+        out.print(table)
+        if len(flagged) > 50:
+            out.print(f"... and {len(flagged) - 50} more in the report")
+    if run.meta_error:
+        err.print(f"run summary not written to the meta bucket: {run.meta_error}", markup=False)
+    if report_path is not None:
+        out.print(f"report: {report_path}")
+
+
+def _short(path: str, base: str) -> str:
+    return path[len(base) + 1 :] if path.startswith(base + "/") else path
+
+
+@app.command("parse")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--to", "to", type=click.Choice(["lp", "json", "csv"]), default="lp", show_default=True,
+    help="Line protocol, JSON lines (one object a row) or CSV (one column a channel).",
+)  # fmt: skip
+@click.option("--campaign", help="Campaign tag [default: the file's campaign folder].")
+def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
+    """Print what a device file holds, without any server; counts go to stderr."""
+    settings = _settings()
+    campaign = layout.check_name("campaign", campaign or file.resolve().parents[1].name)
+    try:
+        with open_device_file(file, _parse_options(settings)) as device_file:
+            series = series_for(device_file.header, campaign)
+            write = sys.stdout.write
+            if to == "lp":
+                encoder = BatchEncoder(series)
+                for batch in device_file.batches():
+                    write(encoder.encode(batch))
+            else:
+                fields = [s.channel_id for s in series]
+                if to == "csv":
+                    csv_out = csv.writer(sys.stdout, lineterminator="\n")
+                    csv_out.writerow(["time", *fields])
+                for batch in device_file.batches():
+                    for epoch, values in zip(batch.epochs, batch.rows(), strict=True):
+                        when = iso_epoch(epoch)
+                        if to == "csv":
+                            csv_out.writerow([when, *("" if v is None else v for v in values)])
+                        else:
+                            record = {
+                                f: float(v) for f, v in zip(fields, values, strict=True)
+                                if v is not None
+                            }  # fmt: skip
+                            write(json.dumps({"time": when, "values": record}) + "\n")
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return ExitStatus.OK
+    except FormatError as exc:
+        err.print(f"powerview: {file}: {exc}", markup=False)
+        return ExitStatus.REJECTED
+    counts = {k: v for k, v in device_file.counts.as_dict().items() if v}
+    err.print(f"{file.name}: {device_file.header.model_tag}, {counts}", markup=False)
+    for warning in device_file.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    return ExitStatus.OK
 
 
 def main() -> None:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     state_dir: Path = Field(DEFAULT_STATE_DIR, validation_alias=_env("POWERVIEW_STATE_DIR"))
     influxd_binary: Path | None = Field(None, validation_alias=_env("POWERVIEW_INFLUXD"))
     influxd_port: int = Field(8086, ge=1, le=65535, validation_alias=_env("POWERVIEW_INFLUXD_PORT"))
+    influxdb_gzip_level: int = Field(
+        1, ge=0, le=9, validation_alias=_env("POWERVIEW_INFLUXDB_GZIP_LEVEL")
+    )
     write_batch_size: int = Field(
         5000, ge=1, le=100_000, validation_alias=_env("POWERVIEW_WRITE_BATCH_SIZE")
     )
@@ -105,10 +108,10 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
         return level
 
-    @property
-    def effective_report_dir(self) -> Path:
+    def report_dir_for(self, data_root: Path | None = None) -> Path:
         """`TSV_REPORT_DIR`, or `<data_root>/../logs/reports` as the original did."""
-        return self.report_dir or self.data_root.parent / "logs" / "reports"
+        root = (data_root or self.data_root).resolve()
+        return self.report_dir or root.parent / "logs" / "reports"
 
     @property
     def stack_env_file(self) -> Path:

@@ -100,7 +100,7 @@ class DeviceFile(Protocol):
     counts: ParseCounts
     warnings: list[str]
 
-    def batches(self) -> Iterator[RowBatch]: ...
+    def batches(self, batch_rows: int | None = None) -> Iterator[RowBatch]: ...
 
 
 class DeviceFormat(Protocol):

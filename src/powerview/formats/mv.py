@@ -193,8 +193,8 @@ class MVFile:
 
     # -- rows -----------------------------------------------------------------
 
-    def batches(self) -> Iterator[RowBatch]:
-        """Stream the valid rows in batches; everything set aside is counted."""
+    def batches(self, batch_rows: int | None = None) -> Iterator[RowBatch]:
+        """Stream the valid rows in batches of `batch_rows`; all set aside is counted."""
         # Hot loop: a row of plain decimals is checked by one compiled regex and
         # its values kept as one string; a batch is split in one call at the end.
         # Anything else takes the careful path in _slow_row.
@@ -206,7 +206,7 @@ class MVFile:
         latest = self._options.latest_epoch if self._options.latest_epoch is not None else 2**62
         block = self.header.layout == "block"
         local = self._tz is not None
-        size = self._options.batch_rows
+        size = batch_rows or self._options.batch_rows
         width = self._ncols
         epochs: list[int] = []
         flat: list[str | None] = []

@@ -1,0 +1,206 @@
+"""InfluxDB adapter: buckets, line-protocol writes and meta points.
+
+Everything that talks to InfluxDB goes through `InfluxTarget`; errors of the
+client library are translated at this boundary (`map_influx_errors`) into
+`InfluxUnavailableError` (retry later, the file stays) or `InfluxRejectedError`
+(the data itself was refused, the file goes to `error/`).
+
+Writes are gzip-compressed here with zlib level 1 rather than by the client's
+`enable_gzip`, which uses level 9: on line protocol, level 1 compresses about
+as well (the text is very repetitive) at several times the speed, and the
+compression runs in a writer thread (zlib releases the GIL) while the next
+batch is parsed. Measured in bench/bench_ingest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import zlib
+from collections.abc import Iterator
+from typing import Protocol
+
+import urllib3
+from influxdb_client import BucketRetentionRules, InfluxDBClient
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from urllib3.util.retry import Retry
+
+from powerview.exceptions import FormatError, InfluxUnavailableError, InfluxWriteError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class InfluxRejectedError(FormatError):
+    """InfluxDB refused the data itself (400/422: bad line, field type conflict)."""
+
+
+class LineWriter(Protocol):
+    """Where line protocol goes; InfluxTarget for real, NullWriter for dry runs."""
+
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def write(self, bucket: str, lines: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class NullWriter:
+    """Counts what would be written (dry runs, `powerview parse`)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def ensure_bucket(self, bucket: str) -> None:
+        pass
+
+    def write(self, bucket: str, lines: str) -> None:
+        self.bytes += len(lines)
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def map_influx_errors(action: str) -> Iterator[None]:
+    """Translate the client's exceptions into PowerView's, naming `action`."""
+    try:
+        yield
+    except ApiException as exc:
+        status = exc.status or 0
+        detail = _api_message(exc)
+        if status in (400, 413, 422):
+            raise InfluxRejectedError(f"InfluxDB refused {action}: {status} {detail}") from None
+        if status in (401, 403, 404):
+            raise InfluxWriteError(f"{action}: {status} {detail}") from None
+        raise InfluxUnavailableError(f"{action}: InfluxDB answered {status} {detail}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise InfluxUnavailableError(f"{action}: InfluxDB unreachable ({reason})") from None
+
+
+def _api_message(exc: ApiException) -> str:
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    return (body or exc.reason or "").strip()[:500]
+
+
+def make_client(
+    url: str, token: str, org: str, timeout_s: float, retries: int = 4
+) -> InfluxDBClient:
+    """The official client with retries and backoff on transient failures."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        backoff_max=10,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # writes are idempotent (same series and time overwrite)
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    return InfluxDBClient(
+        url=url, token=token, org=org, timeout=int(timeout_s * 1000), retries=retry
+    )
+
+
+class InfluxTarget:
+    """Writes line protocol to InfluxDB through a bounded background writer."""
+
+    def __init__(self, client: InfluxDBClient, org: str, gzip_level: int = 1) -> None:
+        self._client = client
+        self._org = org
+        self._gzip_level = gzip_level
+        self._service = WriteService(client.api_client)
+        self._known_buckets: set[str] = set()
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=3)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.bytes_sent = 0
+        self.requests = 0
+
+    # -- buckets -------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str, retention_s: int = 0) -> None:
+        """Create `bucket` in the org if it does not exist (cached per run)."""
+        if bucket in self._known_buckets:
+            return
+        api = self._client.buckets_api()
+        with map_influx_errors(f"looking up bucket {bucket!r}"):
+            found = api.find_bucket_by_name(bucket)
+            if found is None:
+                rules = BucketRetentionRules(type="expire", every_seconds=retention_s)
+                api.create_bucket(bucket_name=bucket, org=self._org, retention_rules=rules)
+                log.info("created bucket %s", bucket)
+        self._known_buckets.add(bucket)
+
+    # -- writes --------------------------------------------------------------
+
+    def write(self, bucket: str, lines: str) -> None:
+        """Queue one request's worth of lines; raises the writer's last error."""
+        self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((bucket, lines))
+        self._raise_pending()
+
+    def flush(self) -> None:
+        """Wait until everything queued is written; raises the first error."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_pending()
+
+    def write_now(self, bucket: str, lines: str) -> None:
+        """Write synchronously (meta points, tests)."""
+        body = lines.encode()
+        encoding = None
+        if self._gzip_level:
+            body = _gzip(body, self._gzip_level)
+            encoding = "gzip"
+        with map_influx_errors(f"writing to bucket {bucket!r}"):
+            self._service.post_write(
+                org=self._org,
+                bucket=bucket,
+                body=body,
+                precision="s",
+                content_encoding=encoding,
+                content_type="text/plain; charset=utf-8",
+            )
+        self.bytes_sent += len(body)
+        self.requests += 1
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain without writing once something failed
+            try:
+                self.write_now(*item)
+            except BaseException as exc:  # handed to the producer thread
+                self._error = exc
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
+                self._thread = None
+            raise error
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.flush()
+        self._client.close()
+
+
+def _gzip(data: bytes, level: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container
+    return compressor.compress(data) + compressor.flush()

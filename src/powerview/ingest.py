@@ -1,0 +1,190 @@
+"""The ingest pipeline: one device file, or many, into InfluxDB.
+
+For each file: locate (validated names) → open (format detection, header) →
+stream batches → encode → write → move to `parsed/`. Content problems send
+the file to `error/` with the reason; infrastructure problems (InfluxDB down,
+disk trouble) leave it where it is, marked deferred, for a later run.
+Re-ingesting a file writes the same series at the same times, so it never
+doubles a point.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from powerview import layout
+from powerview.exceptions import FormatError, InfrastructureError, NameRuleError
+from powerview.formats import Header, ParseOptions, open_device_file
+from powerview.influx import LineWriter
+from powerview.lineprotocol import BatchEncoder
+from powerview.report import ChannelReport, FileReport, RunReport, iso_epoch
+from powerview.schema import series_for
+from powerview.stats import FileStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    data_root: Path
+    parse: ParseOptions = field(default_factory=ParseOptions)
+    lines_per_write: int = 5000
+    dry_run: bool = False
+
+
+def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
+    """Ingest one file and decide its outcome; never raises for a bad file."""
+    started = time.perf_counter()
+    report = FileReport(path=str(path), file_name=path.name)
+    try:
+        location = layout.locate(path, options.data_root)
+        report.company, report.campaign = location.company, location.campaign
+        report.device_sn = location.device_sn
+        already = None if options.dry_run else layout.finish_interrupted_move(path)
+        if already is not None:
+            # A crash hit between writing and moving: the data is in, finish the move.
+            report.status = "success" if already.parent.name == "parsed" else "error"
+            report.moved_to = str(already)
+            report.warnings.append("finished a move interrupted by a crash")
+            return report
+        _stream_into(location, writer, options, report)
+    except NameRuleError as exc:
+        _reject(report, path, str(exc), options, movable=_has_device_folder(path, options))
+    except FormatError as exc:
+        _reject(report, path, str(exc), options, movable=True)
+    except InfrastructureError as exc:
+        report.status = "deferred"
+        report.error = str(exc)
+    except OSError as exc:
+        report.status = "deferred"
+        report.error = f"file system: {exc}"
+    finally:
+        report.duration_s = round(time.perf_counter() - started, 4)
+    return report
+
+
+def _stream_into(
+    location: layout.Location, writer: LineWriter, options: IngestOptions, report: FileReport
+) -> None:
+    path = location.path
+    with open_device_file(path, options.parse) as device_file:
+        header = device_file.header
+        report.format = _describe(header)
+        report.metadata = header.metadata
+        width = len(header.columns)
+        rows_per_write = max(1, options.lines_per_write // width)
+        if header.master_sn != location.device_sn:
+            device_file.warnings.append(
+                f"folder {location.device_sn} holds a file of master {header.master_sn}; "
+                "the file's serial is used"
+            )
+        series = series_for(header, location.campaign)
+        encoder = BatchEncoder(series)
+        stats = FileStats(width)
+        writer.ensure_bucket(location.company)
+        for batch in device_file.batches(rows_per_write):
+            stats.add(batch)
+            writer.write(location.company, encoder.encode(batch))
+        writer.flush()
+        counts = device_file.counts.as_dict()
+        counts |= {
+            "nb_rejected_rows": device_file.counts.nb_rejected_rows,
+            "nb_points": encoder.points,
+            "nb_channels": width,
+        }
+        report.counts = counts
+        report.warnings.extend(device_file.warnings)
+        if stats.first_epoch is not None and stats.last_epoch is not None:
+            report.time_range = {
+                "first": iso_epoch(stats.first_epoch),
+                "last": iso_epoch(stats.last_epoch),
+            }
+        report.channels = [
+            ChannelReport(
+                channel_id=s.channel_id,
+                field=s.field,
+                name=s.column.name,
+                unit=s.column.unit,
+                device_sn=s.column.serial,
+                count=c.count,
+                min=c.minimum if c.count else None,
+                max=c.maximum if c.count else None,
+                mean=round(c.mean, 6) if c.mean is not None else None,
+            )
+            for s, c in zip(series, stats.channels, strict=True)
+        ]
+    if encoder.points == 0:
+        raise FormatError(f"no valid data rows ({counts['nb_rows']} rows read)")
+    report.partial = bool(counts["nb_rejected_rows"] or counts["nb_invalid_values"])
+    report.status = "success"
+    if not options.dry_run:
+        report.moved_to = str(layout.move_to_outcome(path, "parsed"))
+
+
+def _describe(header: Header) -> dict[str, object]:
+    return {
+        "model_tag": header.model_tag,
+        "layout": header.layout,
+        "phase": header.phase,
+        "master_sn": header.master_sn,
+        "time_zone": header.time_zone,
+        "columns": len(header.columns),
+    }
+
+
+def _has_device_folder(path: Path, options: IngestOptions) -> bool:
+    parts = layout.relative_parts(path, options.data_root)
+    return parts is not None and len(parts) == 4
+
+
+def _reject(
+    report: FileReport, path: Path, reason: str, options: IngestOptions, movable: bool
+) -> None:
+    report.error = reason
+    if not movable:
+        report.status = "skipped"
+        return
+    report.status = "error"
+    if not options.dry_run:
+        try:
+            report.moved_to = str(layout.move_to_outcome(path, "error"))
+        except OSError as exc:
+            report.status = "deferred"
+            report.error = f"{reason}; and moving it to error/ failed: {exc}"
+
+
+def ingest_paths(
+    files: Iterable[Path],
+    writer: LineWriter,
+    options: IngestOptions,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> RunReport:
+    """Ingest files in order. After an infrastructure failure the rest are deferred
+    without being tried: InfluxDB is down for them too."""
+    run = RunReport(base_folder=str(options.data_root), dry_run=options.dry_run)
+    outage: str | None = None
+    for path in files:
+        if outage is not None:
+            report = FileReport(
+                path=str(path), file_name=path.name, status="deferred", error=outage
+            )
+            _fill_location(report, path, options)
+        else:
+            report = ingest_file(path, writer, options)
+            if report.status == "deferred":
+                outage = report.error
+                log.error("deferring %s: %s", path, report.error)
+        run.files.append(report)
+        if on_file is not None:
+            on_file(report)
+    return run
+
+
+def _fill_location(report: FileReport, path: Path, options: IngestOptions) -> None:
+    parts = layout.relative_parts(path, options.data_root)
+    if parts is not None and len(parts) == 4:
+        report.company, report.campaign, report.device_sn = parts[0], parts[1], parts[2]

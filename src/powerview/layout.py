@@ -1,0 +1,150 @@
+"""The data tree: `<data_root>/<company>/<campaign>/<device_sn>/<file>.tsv`.
+
+Names taken from paths end up in bucket names, Grafana uids, Flux queries,
+Ansible variables and shell commands, so they all pass one strict rule here
+first. Processed files move to `parsed/` or `error/` in their device folder,
+never over an earlier file of the same name, and are never picked up again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from powerview.exceptions import NameRuleError
+
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
+OUTCOME_DIRS = ("parsed", "error")
+DATA_SUFFIX = ".tsv"
+Outcome = Literal["parsed", "error"]
+# Temporary names of uploads in progress: SFTPGo atomic mode, WinSCP, rsync-style dot files.
+_TEMPORARY_PREFIXES = (".",)
+_TEMPORARY_SUFFIXES = (".filepart", ".part", ".tmp")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return `value` if it follows the name rule, else raise NameRuleError."""
+    if NAME_RULE.fullmatch(value) is None or value in OUTCOME_DIRS:
+        raise NameRuleError(f"{kind} name {value!r} is not allowed: use {NAME_RULE_TEXT}")
+    return value
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a device file sits in the data tree, with its validated names."""
+
+    data_root: Path
+    company: str
+    campaign: str
+    device_sn: str
+    path: Path
+
+    @property
+    def device_dir(self) -> Path:
+        return self.path.parent
+
+
+def relative_parts(path: Path, data_root: Path) -> tuple[str, ...] | None:
+    """The parts of `path` below `data_root`, or None if it is outside."""
+    try:
+        return path.resolve().relative_to(data_root.resolve()).parts
+    except ValueError:
+        return None
+
+
+def locate(path: Path, data_root: Path) -> Location:
+    """Validate that `path` is `<company>/<campaign>/<sn>/<file>.tsv` under `data_root`."""
+    parts = relative_parts(path, data_root)
+    if parts is None:
+        raise NameRuleError(f"{path} is outside the data root {data_root}")
+    if len(parts) != 4:
+        raise NameRuleError(
+            f"{path} is not at <company>/<campaign>/<device_sn>/<file>.tsv under {data_root}"
+        )
+    company, campaign, device_sn, _ = parts
+    return Location(
+        data_root=data_root,
+        company=check_name("company", company),
+        campaign=check_name("campaign", campaign),
+        device_sn=check_name("device", device_sn),
+        path=path,
+    )
+
+
+def is_candidate(path: Path) -> bool:
+    """A finished upload waiting to be ingested (not a temporary, not processed)."""
+    name = path.name
+    return (
+        name.lower().endswith(DATA_SUFFIX)
+        and not name.startswith(_TEMPORARY_PREFIXES)
+        and not name.lower().endswith(_TEMPORARY_SUFFIXES)
+        and path.parent.name not in OUTCOME_DIRS
+    )
+
+
+def find_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """The candidate files named by `paths` (files, or folders searched deeply), sorted."""
+    for path in paths:
+        if path.is_dir():
+            found = []
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d not in OUTCOME_DIRS and not d.startswith("."))
+                found.extend(Path(folder) / f for f in files)
+            yield from sorted(p for p in found if is_candidate(p))
+        else:
+            yield path
+
+
+def move_to_outcome(path: Path, outcome: Outcome) -> Path:
+    """Move `path` into `<its folder>/<outcome>/`, never replacing an existing file.
+
+    link() then unlink(): link fails atomically when the name is taken, so a
+    clash picks the next name (`x.1.tsv`, `x.2.tsv`, ...). A crash between the
+    two leaves the file in both places; `finish_interrupted_move` repairs it.
+    """
+    target_dir = path.parent / outcome
+    target_dir.mkdir(exist_ok=True)
+    stem, suffix = os.path.splitext(path.name)
+    for attempt in range(10_000):
+        name = path.name if attempt == 0 else f"{stem}.{attempt}{suffix}"
+        target = target_dir / name
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
+                raise
+            # No hard links here: fall back to a checked rename.
+            if target.exists():
+                continue
+            os.rename(path, target)
+            return target
+        path.unlink()
+        return target
+    raise FileExistsError(f"no free name for {path.name} in {target_dir}")
+
+
+def finish_interrupted_move(path: Path) -> Path | None:
+    """If a crash left `path` also linked in parsed/ or error/, drop this name.
+
+    Returns where the file already is, or None when no move was under way.
+    """
+    info = path.stat()
+    if info.st_nlink < 2:
+        return None
+    for outcome in OUTCOME_DIRS:
+        folder = path.parent / outcome
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.is_file() and entry.inode() == info.st_ino:
+                path.unlink()
+                return Path(entry.path)
+    return None
