@@ -16,8 +16,15 @@ $(VENV)/.installed: pyproject.toml
 influxd:
 	scripts/install-influxd >/dev/null
 
+# A fresh copy of examples/data each time: ingestion moves files to parsed/ and error/.
+DEMO_DATA := .powerview/demo-data
+
 demo: setup
 	$(BIN)/powerview stack up
+	rm -rf $(DEMO_DATA) && mkdir -p $(DEMO_DATA) && cp -R examples/data/. $(DEMO_DATA)/
+	@# Exit status 1 means "some files rejected": examples/data/faulty holds bad files on purpose.
+	$(BIN)/powerview ingest $(DEMO_DATA) || [ $$? -eq 1 ]
+	$(BIN)/powerview summary acme faulty
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -22,14 +22,16 @@ from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError, InfrastructureError, PowerViewError
 from powerview.exit_status import ExitStatus
 from powerview.formats import ParseOptions, open_device_file
-from powerview.influx import InfluxTarget, NullWriter, make_client
+from powerview.influx import InfluxTarget, NullWriter, make_client, summarize_bucket
 from powerview.ingest import IngestOptions, ingest_paths
 from powerview.lineprotocol import BatchEncoder
 from powerview.report import FileReport, RunReport, iso_epoch
 from powerview.schema import series_for
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Pipes and CI logs get wide lines rather than rich's default 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 200
+out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -204,8 +206,8 @@ def ingest_command(
     Exit status: 0 all ingested, 1 some files rejected, 2 infrastructure error.
     """
     settings = _settings()
-    root = _data_root_for(paths, data_root, settings.data_root)
-    files = list(layout.find_files(paths))
+    root = _data_root_for(paths, data_root, settings.data_root).resolve()
+    files = [p.resolve() for p in layout.find_files(paths)]
     options = IngestOptions(
         data_root=root,
         parse=_parse_options(settings),
@@ -347,6 +349,37 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     for warning in device_file.warnings:
         err.print(f"warning: {warning}", markup=False)
     return ExitStatus.OK
+
+
+@app.command("summary")
+@click.argument("companies", nargs=-1, required=True)
+def summary_command(companies: tuple[str, ...]) -> ExitStatus:
+    """Show what InfluxDB holds for companies: points, channels, time range per device."""
+    settings = _settings()
+    target = _open_target(settings)
+    try:
+        columns = ("bucket", "campaign", "device", "points", "channels", "first", "last")
+        table = Table(*columns, box=None)
+        for company in companies:
+            layout.check_name("company", company)
+            for row in summarize_bucket(target.client, company):
+                table.add_row(
+                    company,
+                    str(row["campaign"]),
+                    str(row["device_master_sn"]),
+                    f"{row.get('points', 0):,}",
+                    str(row.get("channels", "")),
+                    _when(row.get("first")),
+                    _when(row.get("last")),
+                )
+    finally:
+        target.close()
+    out.print(table)
+    return ExitStatus.OK
+
+
+def _when(moment: object) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if isinstance(moment, dt.datetime) else ""
 
 
 def main() -> None:

@@ -124,6 +124,10 @@ class InfluxTarget:
         self.bytes_sent = 0
         self.requests = 0
 
+    @property
+    def client(self) -> InfluxDBClient:
+        return self._client
+
     # -- buckets -------------------------------------------------------------
 
     def ensure_bucket(self, bucket: str, retention_s: int = 0) -> None:
@@ -204,3 +208,31 @@ class InfluxTarget:
 def _gzip(data: bytes, level: int) -> bytes:
     compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container
     return compressor.compress(data) + compressor.flush()
+
+
+_SUMMARY_FLUX = """
+base = from(bucket: bucket) |> range(start: 0) |> filter(fn: (r) => r._measurement == "electrical")
+by = ["campaign", "device_master_sn"]
+base |> group(columns: by) |> count() |> yield(name: "points")
+base |> keep(columns: ["campaign", "device_master_sn", "channel_id"]) |> group(columns: by)
+  |> distinct(column: "channel_id") |> count() |> yield(name: "channels")
+base |> first() |> group(columns: by) |> min(column: "_time") |> yield(name: "first")
+base |> last() |> group(columns: by) |> max(column: "_time") |> yield(name: "last")
+"""
+
+
+def summarize_bucket(client: InfluxDBClient, bucket: str) -> list[dict[str, object]]:
+    """Per campaign and device: points, channels, first and last time (a Flux query).
+
+    The bucket name goes in as a Flux parameter, never spliced into the query.
+    """
+    with map_influx_errors(f"querying bucket {bucket!r}"):
+        tables = client.query_api().query(_SUMMARY_FLUX, params={"bucket": bucket})
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for table in tables:
+        for record in table.records:
+            key = (str(record.values["campaign"]), str(record.values["device_master_sn"]))
+            row = rows.setdefault(key, {"campaign": key[0], "device_master_sn": key[1]})
+            result = record.values["result"]
+            row[result] = record.get_time() if result in ("first", "last") else record.get_value()
+    return [rows[key] for key in sorted(rows)]
