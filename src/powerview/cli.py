@@ -19,11 +19,11 @@ from rich.table import Table
 
 from powerview import layout, stack
 from powerview import settings as config
-from powerview.exceptions import ConfigError, FormatError, InfrastructureError, PowerViewError
+from powerview.exceptions import ConfigError, FormatError, PowerViewError
 from powerview.exit_status import ExitStatus
-from powerview.formats import ParseOptions, open_device_file
-from powerview.influx import InfluxTarget, NullWriter, make_client, summarize_bucket
-from powerview.ingest import IngestOptions, ingest_paths
+from powerview.formats import open_device_file
+from powerview.influx import InfluxTarget, NullWriter, open_target, summarize_bucket
+from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
 from powerview.lineprotocol import BatchEncoder
 from powerview.report import FileReport, RunReport, iso_epoch
 from powerview.schema import series_for
@@ -32,6 +32,8 @@ from powerview.schema import series_for
 _WIDTH = None if sys.stdout.isatty() else 200
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+
+log = logging.getLogger("powerview")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -148,18 +150,6 @@ def stack_status(state_dir: Path | None) -> ExitStatus:
 # -- ingest and parse -------------------------------------------------------
 
 
-def _parse_options(settings: config.Settings) -> ParseOptions:
-    earliest = dt.datetime.fromisoformat(settings.earliest_valid_time.replace("Z", "+00:00"))
-    if earliest.tzinfo is None:
-        earliest = earliest.replace(tzinfo=dt.UTC)
-    latest = int(time.time()) + settings.max_future_skew_s
-    return ParseOptions(
-        earliest_epoch=int(earliest.timestamp()),
-        latest_epoch=latest,
-        headerless_time_zone=settings.headerless_timezone,
-    )
-
-
 def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:
     """--data-root, else the configured root if it holds the paths, else the paths' own."""
     if given is not None:
@@ -170,21 +160,6 @@ def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path
     if first.is_dir():
         return first  # a folder outside the configured root is taken as a data tree
     return first.parents[3] if len(first.parents) > 3 else first.parent
-
-
-def _open_target(settings: config.Settings) -> InfluxTarget:
-    token = settings.influxdb_admin_token
-    if token is None or not token.get_secret_value():
-        raise ConfigError(
-            "INFLUXDB_ADMIN_TOKEN is not set (`powerview stack up` sets up a local InfluxDB)"
-        )
-    client = make_client(
-        settings.influxdb_url,
-        token.get_secret_value(),
-        settings.influxdb_org,
-        settings.influxdb_timeout_s,
-    )
-    return InfluxTarget(client, settings.influxdb_org, settings.influxdb_gzip_level)
 
 
 @app.command("ingest")
@@ -210,11 +185,11 @@ def ingest_command(
     files = [p.resolve() for p in layout.find_files(paths)]
     options = IngestOptions(
         data_root=root,
-        parse=_parse_options(settings),
+        parse=parse_options(settings),
         lines_per_write=settings.write_batch_size,
         dry_run=dry_run,
     )
-    target = NullWriter() if dry_run else _open_target(settings)
+    target = NullWriter() if dry_run else open_target(settings)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -240,8 +215,7 @@ def ingest_command(
         report_path = None
         if not dry_run:
             assert isinstance(target, InfluxTarget)
-            _write_meta(run, target, settings.meta_bucket)
-            report_path = run.write_json(settings.report_dir_for(root))
+            report_path = write_run(run, target, settings, root)
     finally:
         if isinstance(target, InfluxTarget):
             target.close()
@@ -252,16 +226,6 @@ def ingest_command(
     if run.count("deferred"):
         return ExitStatus.ERROR
     return ExitStatus.REJECTED if run.count("error") else ExitStatus.OK
-
-
-def _write_meta(run: RunReport, target: InfluxTarget, meta_bucket: str) -> None:
-    try:
-        target.ensure_bucket(meta_bucket)
-        target.write_now(meta_bucket, run.meta_lines())
-        run.meta_written = True
-    except (InfrastructureError, FormatError) as exc:
-        run.meta_error = str(exc)
-        logging.getLogger("powerview").error("run summary not written to %s: %s", meta_bucket, exc)
 
 
 def render_run(run: RunReport, report_path: Path | None) -> None:
@@ -313,7 +277,7 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     settings = _settings()
     campaign = layout.check_name("campaign", campaign or file.resolve().parents[1].name)
     try:
-        with open_device_file(file, _parse_options(settings)) as device_file:
+        with open_device_file(file, parse_options(settings)) as device_file:
             series = series_for(device_file.header, campaign)
             write = sys.stdout.write
             if to == "lp":
@@ -356,7 +320,7 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
 def summary_command(companies: tuple[str, ...]) -> ExitStatus:
     """Show what InfluxDB holds for companies: points, channels, time range per device."""
     settings = _settings()
-    target = _open_target(settings)
+    target = open_target(settings)
     try:
         columns = ("bucket", "campaign", "device", "points", "channels", "first", "last")
         table = Table(*columns, box=None)
@@ -374,6 +338,242 @@ def summary_command(companies: tuple[str, ...]) -> ExitStatus:
                 )
     finally:
         target.close()
+    out.print(table)
+    return ExitStatus.OK
+
+
+# -- upload events, queue and worker ---------------------------------------
+
+
+@app.command("hook")
+def hook_command() -> ExitStatus:
+    """SFTPGo's command hook (common.actions: upload, rename, mkdir).
+
+    Reads the SFTPGO_ACTION* variables, queues an ingest or provisioning job
+    when the event calls for one, and returns at once; ignored events are
+    logged and exit 0. The worker does the work.
+    """
+    from powerview import events
+    from powerview.queue import JobQueue
+
+    settings = _settings()
+    user_map = events.parse_user_map(settings.user_company_map)
+    decision = events.decide_sftpgo(os.environ, settings.data_root, user_map)
+    action = os.environ.get("SFTPGO_ACTION", "?")
+    if decision.ignored:
+        log.info("hook %s ignored: %s", action, decision.reason)
+        return ExitStatus.OK
+    queue = JobQueue.in_state_dir(settings.state_dir)
+    try:
+        events.enqueue(queue, decision, source=f"sftpgo:{action}")
+    finally:
+        queue.close()
+    log.info("hook %s queued %s job for %s", action, decision.kind, decision.subject)
+    return ExitStatus.OK
+
+
+@app.command("watch")
+@click.argument(
+    "data_root", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+def watch_command(data_root: Path | None) -> ExitStatus:
+    """Watch a data tree with inotify (plain OpenSSH deployments) and queue jobs."""
+    import signal
+
+    from powerview import events
+    from powerview.queue import JobQueue
+
+    settings = _settings()
+    root = (data_root or settings.data_root).resolve()
+    queue = JobQueue.in_state_dir(settings.state_dir)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def add(decision: events.Decision) -> None:
+        if decision.ignored:
+            log.debug("ignored: %s", decision.reason)
+        elif events.enqueue(queue, decision, source="watch", delay_s=settings.settle_s):
+            log.info("queued %s job for %s", decision.kind, decision.subject)
+
+    watcher = events.TreeWatcher(root, add)
+    try:
+        watcher.start()
+        log.info("watching %s", root)
+        last_beat = 0.0
+        while not stopping:
+            watcher.poll(timeout_ms=500)
+            if time.monotonic() - last_beat > 10:
+                queue.beat("watcher", {"root": str(root), "overflows": watcher.overflows})
+                last_beat = time.monotonic()
+    finally:
+        watcher.close()
+        queue.close()
+    return ExitStatus.OK
+
+
+@app.command("worker")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    help="Jobs at once [env: POWERVIEW_WORKER_CONCURRENCY].",
+)
+@click.option("--until-idle", is_flag=True, help="Exit when no job is left (cron, tests).")
+@click.option("--scan-interval", type=float, help="Seconds between reconciliation scans (0: none).")
+def worker_command(
+    concurrency: int | None, until_idle: bool, scan_interval: float | None
+) -> ExitStatus:
+    """Run queued jobs: ingestions and provisionings, with retries."""
+    from powerview.queue import JobQueue
+    from powerview.worker import Worker, WorkerOptions
+
+    settings = _settings()
+    options = WorkerOptions(
+        concurrency=concurrency or settings.worker_concurrency,
+        scan_interval_s=settings.scan_interval_s if scan_interval is None else scan_interval,
+        settle_s=settings.settle_s,
+    )
+    queue = JobQueue.in_state_dir(settings.state_dir)
+    worker = Worker(queue, settings.data_root.resolve(), options)
+    worker.install_signal_handlers()
+    try:
+        done = worker.run(until_idle=until_idle)
+    finally:
+        queue.close()
+    log.info("worker stopped after %d jobs", done)
+    return ExitStatus.OK
+
+
+@app.group("queue", invoke_without_command=True, context_settings=CONTEXT)
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also list finished jobs.")
+@click.pass_context
+def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitStatus | None:
+    """Show what waits, runs and failed in the job queue."""
+    if ctx.invoked_subcommand is not None:
+        return None
+    from powerview.queue import JobQueue
+
+    settings = _settings()
+    queue = JobQueue.in_state_dir(settings.state_dir)
+    try:
+        states = None if show_all else ("queued", "running", "failed")
+        jobs = queue.jobs(states)  # type: ignore[arg-type]
+        counts = queue.counts()
+        oldest = queue.oldest_waiting_age_s()
+    finally:
+        queue.close()
+    if json_output:
+        rows = [{k: v for k, v in job.__dict__.items()} for job in jobs]
+        out.print_json(json.dumps({"counts": counts, "oldest_waiting_s": oldest, "jobs": rows}))
+        return ExitStatus.OK
+    age = f", oldest waiting {oldest:.0f} s" if oldest is not None else ""
+    out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + age)
+    if jobs:
+        table = Table("id", "kind", "state", "tries", "subject", "last error", box=None)
+        for job in jobs:
+            table.add_row(
+                str(job.id), job.kind, job.state, str(job.attempts),
+                job.key.split(":", 1)[1], job.last_error or "",
+            )  # fmt: skip
+        out.print(table)
+    return ExitStatus.OK
+
+
+@queue_group.command("scan")
+@click.argument(
+    "data_root", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path)
+)
+def queue_scan(data_root: Path | None) -> ExitStatus:
+    """Queue every file and campaign folder of the data tree that waits."""
+    from powerview import events
+    from powerview.queue import JobQueue
+
+    settings = _settings()
+    queue = JobQueue.in_state_dir(settings.state_dir)
+    added = 0
+
+    def add(decision: events.Decision) -> None:
+        nonlocal added
+        added += events.enqueue(queue, decision, source="scan")
+
+    try:
+        events.scan((data_root or settings.data_root).resolve(), add)
+    finally:
+        queue.close()
+    out.print(f"{added} jobs queued")
+    return ExitStatus.OK
+
+
+# -- tokens ------------------------------------------------------------------
+
+
+@app.group("token", context_settings=CONTEXT)
+def token_group() -> None:
+    """A company's bucket-scoped InfluxDB read token (what Grafana gets)."""
+
+
+@token_group.command("ensure")
+@click.argument("company")
+def token_ensure(company: str) -> ExitStatus:
+    """Create the read token if missing (or replace one whose value was lost)."""
+    from powerview.provision.tokens import ensure_read_token
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        state = ensure_read_token(
+            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
+        )
+    finally:
+        target.close()
+    verb = "created" if state.created else "kept"
+    out.print(f"token for bucket {company!r} {verb}; value in {state.token_file} (mode 0600)")
+    return ExitStatus.OK
+
+
+@token_group.command("revoke")
+@click.argument("company")
+def token_revoke(company: str) -> ExitStatus:
+    """Delete the company's read tokens (its bucket and data stay)."""
+    from powerview.provision.tokens import revoke_tokens
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        count = revoke_tokens(
+            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
+        )
+    finally:
+        target.close()
+    out.print(f"{count} token(s) revoked for {company!r}")
+    return ExitStatus.OK
+
+
+@token_group.command("list")
+@click.argument("company", required=False)
+def token_list(company: str | None) -> ExitStatus:
+    """List PowerView's read tokens (never their values)."""
+    from powerview.provision.tokens import find_tokens
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        tokens = find_tokens(target.client, settings.influxdb_org, company)
+    finally:
+        target.close()
+    table = Table("id", "description", "status", "permissions", box=None)
+    for auth in tokens:
+        perms = ", ".join(
+            f"{p.action} {p.resource.type}/{p.resource.name or p.resource.id}"
+            for p in auth.permissions or []
+        )
+        table.add_row(str(auth.id), str(auth.description), str(auth.status), perms)
     out.print(table)
     return ExitStatus.OK
 

@@ -28,7 +28,13 @@ from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from urllib3.util.retry import Retry
 
-from powerview.exceptions import FormatError, InfluxUnavailableError, InfluxWriteError
+from powerview.exceptions import (
+    ConfigError,
+    FormatError,
+    InfluxUnavailableError,
+    InfluxWriteError,
+)
+from powerview.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +113,22 @@ def make_client(
     return InfluxDBClient(
         url=url, token=token, org=org, timeout=int(timeout_s * 1000), retries=retry
     )
+
+
+def open_target(settings: Settings) -> InfluxTarget:
+    """The InfluxTarget of the configured server, with the admin token."""
+    token = settings.influxdb_admin_token
+    if token is None or not token.get_secret_value():
+        raise ConfigError(
+            "INFLUXDB_ADMIN_TOKEN is not set (`powerview stack up` sets up a local InfluxDB)"
+        )
+    client = make_client(
+        settings.influxdb_url,
+        token.get_secret_value(),
+        settings.influxdb_org,
+        settings.influxdb_timeout_s,
+    )
+    return InfluxTarget(client, settings.influxdb_org, settings.influxdb_gzip_level)
 
 
 class InfluxTarget:

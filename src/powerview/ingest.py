@@ -10,6 +10,7 @@ doubles a point.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -19,13 +20,45 @@ from pathlib import Path
 from powerview import layout
 from powerview.exceptions import FormatError, InfrastructureError, NameRuleError
 from powerview.formats import Header, ParseOptions, open_device_file
-from powerview.influx import LineWriter
+from powerview.influx import InfluxTarget, LineWriter
 from powerview.lineprotocol import BatchEncoder
 from powerview.report import ChannelReport, FileReport, RunReport, iso_epoch
 from powerview.schema import series_for
+from powerview.settings import Settings
 from powerview.stats import FileStats
 
 log = logging.getLogger(__name__)
+
+
+def parse_options(settings: Settings, now: float | None = None) -> ParseOptions:
+    """The parser's time window and time zone policy from the settings."""
+    earliest = dt.datetime.fromisoformat(settings.earliest_valid_time.replace("Z", "+00:00"))
+    if earliest.tzinfo is None:
+        earliest = earliest.replace(tzinfo=dt.UTC)
+    latest = int(now if now is not None else time.time()) + settings.max_future_skew_s
+    return ParseOptions(
+        earliest_epoch=int(earliest.timestamp()),
+        latest_epoch=latest,
+        headerless_time_zone=settings.headerless_timezone,
+    )
+
+
+def write_run(run: RunReport, target: InfluxTarget, settings: Settings, data_root: Path) -> Path:
+    """Record a finished run: summary points in the meta bucket, JSON report on disk.
+
+    A meta bucket that cannot be written is noted in the report, not raised:
+    the data itself is in, and the JSON report still tells what happened.
+    """
+    if run.finished_at is None:
+        run.finished_at = dt.datetime.now(dt.UTC)
+    try:
+        target.ensure_bucket(settings.meta_bucket)
+        target.write_now(settings.meta_bucket, run.meta_lines())
+        run.meta_written = True
+    except (InfrastructureError, FormatError) as exc:
+        run.meta_error = str(exc)
+        log.error("run summary not written to %s: %s", settings.meta_bucket, exc)
+    return run.write_json(settings.report_dir_for(data_root))
 
 
 @dataclass(frozen=True)

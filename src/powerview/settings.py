@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(
         86_400, ge=0, validation_alias=_env("POWERVIEW_MAX_FUTURE_SKEW_S")
     )
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, validation_alias=_env("POWERVIEW_WORKER_CONCURRENCY")
+    )
+    scan_interval_s: float = Field(300.0, ge=0, validation_alias=_env("POWERVIEW_SCAN_INTERVAL_S"))
+    settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
+    user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
 
     @field_validator("influxdb_url")
@@ -98,6 +104,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an http(s) URL")
         if parts.port is None:
             value = f"{parts.scheme}://{parts.netloc}:8086{parts.path}"
+        return value
+
+    @field_validator("user_company_map")
+    @classmethod
+    def _user_map_parses(cls, value: str) -> str:
+        from powerview.events import parse_user_map
+
+        parse_user_map(value)
         return value
 
     @field_validator("log_level")
@@ -137,10 +151,16 @@ class Resolved:
     origins: Mapping[str, str]
 
 
-def _env_files(environ: Mapping[str, str]) -> tuple[Path, Path]:
-    """The `.env` file and the stack env file, in that order of precedence."""
+def _env_files(environ: Mapping[str, str], state_dir: Any = None) -> tuple[Path, Path]:
+    """The `.env` file and the stack env file, in that order of precedence.
+
+    The stack env file is in the state folder given on the command line, else
+    in the environment's or the `.env` file's `POWERVIEW_STATE_DIR`.
+    """
     dotenv = Path(environ.get("POWERVIEW_ENV_FILE", ".env"))
-    state = environ.get("POWERVIEW_STATE_DIR")
+    state = None if state_dir is None else str(state_dir)
+    if state is None:
+        state = environ.get("POWERVIEW_STATE_DIR")
     if state is None and dotenv.is_file():
         state = dotenv_values(dotenv).get("POWERVIEW_STATE_DIR")
     return dotenv, Path(state or DEFAULT_STATE_DIR) / STACK_ENV_NAME
@@ -149,7 +169,9 @@ def _env_files(environ: Mapping[str, str]) -> tuple[Path, Path]:
 def _sources(
     settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource
 ) -> list[tuple[str, PydanticBaseSettingsSource]]:
-    dotenv, stack_env = _env_files(os.environ)
+    given: Mapping[str, Any] = getattr(init, "init_kwargs", {})
+    state_dir = given.get("POWERVIEW_STATE_DIR", given.get("state_dir"))
+    dotenv, stack_env = _env_files(os.environ, state_dir)
     return [
         ("command line", init),
         ("environment", EnvSettingsSource(settings_cls)),

@@ -72,7 +72,13 @@ def install_influxd(configured: Path | None = None) -> Path:
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
+    """True when nothing listens on `port`.
+
+    SO_REUSEADDR, as influxd (Go) itself binds: connections of a just-stopped
+    server linger in TIME_WAIT for a minute and must not count as "in use".
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -336,25 +342,31 @@ def stack_up(
     running = server.running_pid()
     pid = server.start()
     onboarded = False
-    if server.onboarding_allowed():
-        setup = server.onboard(org, bucket)
-        write_env_file(
-            env_file,
-            {
-                "INFLUXDB_URL": setup.url,
-                "INFLUXDB_ORG": setup.org,
-                "INFLUXDB_ADMIN_TOKEN": setup.token,
-                "POWERVIEW_INFLUXD_PORT": str(port),
-                "POWERVIEW_INFLUXDB_ADMIN_USER": setup.username,
-                "POWERVIEW_INFLUXDB_ADMIN_PASSWORD": setup.password,
-            },
-        )
-        onboarded = True
-    elif not env_file.is_file():
-        raise StackError(
-            f"{server.data_dir} is onboarded but its credentials file {env_file} is gone; "
-            f"a lost admin token cannot be recovered: remove {server.data_dir} to start afresh"
-        )
+    try:
+        if server.onboarding_allowed():
+            setup = server.onboard(org, bucket)
+            write_env_file(
+                env_file,
+                {
+                    "INFLUXDB_URL": setup.url,
+                    "INFLUXDB_ORG": setup.org,
+                    "INFLUXDB_ADMIN_TOKEN": setup.token,
+                    "POWERVIEW_INFLUXD_PORT": str(port),
+                    "POWERVIEW_INFLUXDB_ADMIN_USER": setup.username,
+                    "POWERVIEW_INFLUXDB_ADMIN_PASSWORD": setup.password,
+                },
+            )
+            onboarded = True
+        elif not env_file.is_file():
+            raise StackError(
+                f"{server.data_dir} is onboarded but its credentials file {env_file} is gone; "
+                f"a lost admin token cannot be recovered: remove {server.data_dir} to start "
+                "afresh"
+            )
+    except BaseException:
+        if running is None:  # do not leave a server we started behind a failed `up`
+            server.stop()
+        raise
     return StackState(
         url=server.url,
         data_dir=server.data_dir,

@@ -1,0 +1,347 @@
+"""A durable, deduplicated job queue in one SQLite file of the state folder.
+
+Producers (the SFTPGo hook, the watcher, the reconciliation scan, the CLI)
+only insert rows; `powerview worker` claims and runs them. Why SQLite by hand
+rather than huey: the queue must deduplicate by file (the same upload seen by
+two events is one job), show what runs as well as what waits and failed, and
+take back the jobs of a worker killed mid-run; huey offers none of these
+three. The design is the usual SQLite work queue: WAL journal, one
+`BEGIN IMMEDIATE` transaction per claim, leases that expire.
+
+Job states: queued → running → done | queued (retry, with backoff) | failed.
+An event for a job that is running sets `rerun`, so a file re-uploaded while
+it was being ingested is ingested again afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+JobKind = Literal["ingest", "provision"]
+JobState = Literal["queued", "running", "done", "failed"]
+QUEUE_FILE = "queue.sqlite3"
+DONE_RETENTION_S = 7 * 86_400
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL UNIQUE,
+    payload     TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    not_before  REAL NOT NULL,
+    enqueued_at REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL,
+    owner       TEXT,
+    lease_until REAL,
+    rerun       INTEGER NOT NULL DEFAULT 0,
+    source      TEXT,
+    last_error  TEXT,
+    result      TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    name  TEXT PRIMARY KEY,
+    pid   INTEGER NOT NULL,
+    host  TEXT NOT NULL,
+    at    REAL NOT NULL,
+    info  TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: JobKind
+    key: str
+    payload: dict[str, Any]
+    state: JobState
+    attempts: int
+    not_before: float
+    enqueued_at: float
+    started_at: float | None
+    finished_at: float | None
+    owner: str | None
+    lease_until: float | None
+    rerun: bool
+    source: str | None
+    last_error: str | None
+    result: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        values = dict(row)
+        values["payload"] = json.loads(values["payload"])
+        values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["rerun"] = bool(values["rerun"])
+        return cls(**values)
+
+
+def job_key(kind: JobKind, subject: str) -> str:
+    """The deduplication key: one job per file, one per company/campaign."""
+    return f"{kind}:{subject}"
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobQueue:
+    """The queue in `<state_dir>/queue.sqlite3`; safe across processes."""
+
+    def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> JobQueue:
+        return cls(state_dir / QUEUE_FILE)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- producers -----------------------------------------------------------
+
+    def enqueue(
+        self,
+        kind: JobKind,
+        subject: str,
+        payload: dict[str, Any],
+        *,
+        delay_s: float = 0.0,
+        source: str = "cli",
+        requeue_done: bool = True,
+    ) -> bool:
+        """Queue a job unless the same one already waits; True if something changed.
+
+        A waiting job keeps one row (its start is pushed back to the later
+        `delay_s`); a running one is marked to run again when it ends; a done
+        or failed one is queued again (unless `requeue_done` is False).
+        """
+        now = time.time()
+        key = job_key(kind, subject)
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO jobs (kind, key, payload, state, not_before, enqueued_at, source)"
+                    " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
+                    (kind, key, json.dumps(payload), now + delay_s, now, source),
+                )
+                return True
+            state = row["state"]
+            if state == "queued":
+                db.execute(
+                    "UPDATE jobs SET not_before = max(not_before, ?), payload = ? WHERE key = ?",
+                    (now + delay_s, json.dumps(payload), key),
+                )
+                return False
+            if state == "running":
+                db.execute("UPDATE jobs SET rerun = 1 WHERE key = ?", (key,))
+                return True
+            if not requeue_done:
+                return False
+            db.execute(
+                "UPDATE jobs SET state = 'queued', attempts = 0, not_before = ?, enqueued_at = ?,"
+                " payload = ?, source = ?, owner = NULL, lease_until = NULL, last_error = NULL,"
+                " result = NULL, started_at = NULL, finished_at = NULL WHERE key = ?",
+                (now + delay_s, now, json.dumps(payload), source, key),
+            )
+            return True
+
+    # -- the worker ----------------------------------------------------------
+
+    def claim(self, owner: str, lease_s: float) -> Job | None:
+        """Take the oldest ready job, leasing it to `owner` for `lease_s` seconds."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id FROM jobs WHERE state = 'queued' AND not_before <= ?"
+                " ORDER BY not_before, id LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', owner = ?, lease_until = ?, started_at = ?,"
+                " attempts = attempts + 1, rerun = 0 WHERE id = ?",
+                (owner, now + lease_s, now, row["id"]),
+            )
+            claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return Job.from_row(claimed)
+
+    def renew(self, owner: str, lease_s: float) -> None:
+        """Extend the leases of every job `owner` is running."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET lease_until = ? WHERE state = 'running' AND owner = ?",
+                (time.time() + lease_s, owner),
+            )
+
+    def finish(self, job: Job, result: dict[str, Any], rerun_delay_s: float = 0.0) -> None:
+        """Mark a job done, or queue it again if an event came in while it ran."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = CASE WHEN rerun THEN 'queued' ELSE 'done' END,"
+                " not_before = CASE WHEN rerun THEN ? ELSE not_before END,"
+                " attempts = CASE WHEN rerun THEN 0 ELSE attempts END,"
+                " rerun = 0, finished_at = ?, owner = NULL, lease_until = NULL,"
+                " result = ?, last_error = NULL WHERE id = ? AND state = 'running'",
+                (now + rerun_delay_s, now, json.dumps(result), job.id),
+            )
+
+    def retry_or_fail(
+        self, job: Job, error: str, retry_in_s: float | None, result: dict[str, Any] | None = None
+    ) -> JobState:
+        """Queue the job again in `retry_in_s`, or mark it failed when that is None."""
+        now = time.time()
+        state: JobState = "failed" if retry_in_s is None else "queued"
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = ?, not_before = ?, finished_at = ?, owner = NULL,"
+                " lease_until = NULL, last_error = ?, result = ?"
+                " WHERE id = ? AND state = 'running'",
+                (
+                    state,
+                    now + (retry_in_s or 0.0),
+                    now,
+                    error[:2000],
+                    json.dumps(result) if result is not None else None,
+                    job.id,
+                ),
+            )
+        return state
+
+    def postpone(self, job: Job, delay_s: float) -> None:
+        """Put a job back without counting the attempt (its file is still arriving)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'queued', not_before = max(not_before, ?),"
+                " attempts = max(0, attempts - 1), owner = NULL, lease_until = NULL,"
+                " rerun = 0 WHERE id = ? AND state = 'running'",
+                (time.time() + delay_s, job.id),
+            )
+
+    def recover(self, alive: set[str] | None = None) -> int:
+        """Queue again the running jobs whose lease expired or whose owner is dead.
+
+        `alive` are the owners known to be alive (this worker); a local owner
+        `host:pid` whose process is gone is taken back at once, not after its lease.
+        """
+        now = time.time()
+        host = socket.gethostname()
+        taken = 0
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, owner, lease_until FROM jobs WHERE state = 'running'"
+            ).fetchall()
+            for row in rows:
+                owner = row["owner"] or ""
+                if alive and owner in alive:
+                    continue
+                expired = (row["lease_until"] or 0) < now
+                if expired or _local_owner_dead(owner, host):
+                    db.execute(
+                        "UPDATE jobs SET state = 'queued', owner = NULL, lease_until = NULL,"
+                        " not_before = ?, last_error = 'worker died while running it'"
+                        " WHERE id = ?",
+                        (now, row["id"]),
+                    )
+                    taken += 1
+        return taken
+
+    def prune(self, older_than_s: float = DONE_RETENTION_S) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM jobs WHERE state = 'done' AND finished_at < ?",
+                (time.time() - older_than_s,),
+            )
+            return cursor.rowcount
+
+    # -- views ---------------------------------------------------------------
+
+    def jobs(self, states: tuple[JobState, ...] | None = None, limit: int = 100) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        args: tuple[Any, ...] = ()
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            args = states
+        query += " ORDER BY id DESC LIMIT ?"
+        return [Job.from_row(r) for r in self._db.execute(query, (*args, limit)).fetchall()]
+
+    def get(self, kind: JobKind, subject: str) -> Job | None:
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE key = ?", (job_key(kind, subject),)
+        ).fetchone()
+        return Job.from_row(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        found = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        for row in self._db.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
+            found[row["state"]] = row["n"]
+        return found
+
+    def oldest_waiting_age_s(self) -> float | None:
+        row = self._db.execute(
+            "SELECT min(enqueued_at) AS t FROM jobs WHERE state = 'queued'"
+        ).fetchone()
+        return None if row["t"] is None else max(0.0, time.time() - row["t"])
+
+    # -- heartbeats (read by `powerview health`) -----------------------------
+
+    def beat(self, name: str, info: dict[str, Any] | None = None) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO heartbeats (name, pid, host, at, info) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET pid = excluded.pid, host = excluded.host,"
+                " at = excluded.at, info = excluded.info",
+                (name, os.getpid(), socket.gethostname(), time.time(), json.dumps(info or {})),
+            )
+
+    def heartbeats(self) -> dict[str, dict[str, Any]]:
+        return {
+            row["name"]: {"pid": row["pid"], "host": row["host"], "at": row["at"],
+                          "info": json.loads(row["info"] or "{}")}
+            for row in self._db.execute("SELECT * FROM heartbeats")
+        }  # fmt: skip
+
+
+def _local_owner_dead(owner: str, host: str) -> bool:
+    name, _, pid_text = owner.rpartition(":")
+    if name != host or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
