@@ -1,0 +1,282 @@
+"""The `powerview` command: `config`, error reporting, help for every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+
+from powerview import cli
+from powerview import settings as config
+from powerview.exceptions import ConfigError
+
+ALL_VARIABLES = {
+    name.upper() for field in config.Settings.model_fields for name in config.variable_names(field)
+} | {"POWERVIEW_ENV_FILE"}
+
+TOKEN = "tok-9f8e7d6c5b4a-never-shown"
+GRAFANA_PASSWORD = "pw-0a1b2c3d-never-shown"
+GRAFANA_TOKEN = "glsa-11223344-never-shown"
+SECRETS = (TOKEN, GRAFANA_PASSWORD, GRAFANA_TOKEN)
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting from the real environment, `.env` or `.powerview/stack.env` leaks in."""
+    for name in list(os.environ):
+        if name.upper() in ALL_VARIABLES:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def powerview(capsys: pytest.CaptureFixture[str]) -> Run:
+    """`powerview ARGS...` in this process: its status and what it printed."""
+
+    def run(*argv: str) -> Result:
+        capsys.readouterr()
+        status = cli.run(list(argv))
+        captured = capsys.readouterr()
+        return Result(int(status), captured.out, captured.err)
+
+    return run
+
+
+def with_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("GRAFANA_PASSWORD", GRAFANA_PASSWORD)
+    monkeypatch.setenv("GRAFANA_API_TOKEN", GRAFANA_TOKEN)
+
+
+# -- config ----------------------------------------------------------------------
+
+
+def test_config_json_masks_secrets_and_shows_origins(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
+    with_secrets(monkeypatch)
+    monkeypatch.setenv("INFLUXDB_HOST", "influx:9999")
+    Path(".env").write_text("TSV_META_BUCKET=dotenv_meta\n")
+
+    result = powerview("config", "--json")
+
+    assert result.status == 0, result.err
+    for secret in SECRETS:
+        assert secret not in result.out
+        assert secret not in result.err
+    rows = json.loads(result.out)
+    assert set(rows) == set(config.Settings.model_fields)
+    assert rows["influxdb_admin_token"] == {
+        "variable": "INFLUXDB_ADMIN_TOKEN",
+        "value": "****",
+        "origin": "environment (INFLUXDB_ADMIN_TOKEN)",
+    }
+    assert rows["grafana_password"]["value"] == "****"
+    assert rows["grafana_api_token"]["value"] == "****"
+    assert rows["influxdb_url"] == {
+        "variable": "INFLUXDB_URL",
+        "value": "http://influx:9999",
+        "origin": "environment (INFLUXDB_HOST)",
+    }
+    assert rows["meta_bucket"]["value"] == "dotenv_meta"
+    assert rows["meta_bucket"]["origin"] == "env file .env (TSV_META_BUCKET)"
+    assert rows["log_level"] == {"variable": "TSV_LOG_LEVEL", "value": "INFO", "origin": "default"}
+    assert rows["grafana_url"]["value"] == "(unset)"
+
+
+def test_config_table_masks_secrets_and_shows_origins(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
+    with_secrets(monkeypatch)
+    monkeypatch.setenv("INFLUXDB_ORG", "acme")
+
+    result = powerview("config")
+
+    assert result.status == 0, result.err
+    for secret in SECRETS:
+        assert secret not in result.out
+    rows = {line.split()[0]: line.split() for line in result.out.splitlines() if line.strip()}
+    assert rows["INFLUXDB_ADMIN_TOKEN"][1] == "****"
+    assert " ".join(rows["INFLUXDB_ADMIN_TOKEN"][2:]) == "environment (INFLUXDB_ADMIN_TOKEN)"
+    assert rows["GRAFANA_PASSWORD"][1] == "****"
+    assert rows["GRAFANA_API_TOKEN"][1] == "****"
+    assert rows["INFLUXDB_ORG"][1:] == ["acme", "environment", "(INFLUXDB_ORG)"]
+    assert rows["TSV_META_BUCKET"][1:] == ["powerview_meta", "default"]
+
+
+def test_config_shows_secrets_from_the_stack_env_masked(powerview: Run) -> None:
+    stack_env = Path(".powerview/stack.env")
+    stack_env.parent.mkdir()
+    stack_env.write_text(f"INFLUXDB_ADMIN_TOKEN={TOKEN}\nPOWERVIEW_INFLUXDB_ADMIN_PASSWORD=pw\n")
+
+    result = powerview("config", "--json")
+
+    assert result.status == 0, result.err
+    assert TOKEN not in result.out
+    row = json.loads(result.out)["influxdb_admin_token"]
+    assert row["value"] == "****"
+    assert row["origin"] == f"stack env file {stack_env} (INFLUXDB_ADMIN_TOKEN)"
+
+
+def test_the_console_script_prints_the_config_without_secrets(tmp_path: Path) -> None:
+    """The installed `powerview` entry point, in a child process with a controlled environment."""
+    script = Path(sys.executable).with_name("powerview")
+    env = {key: value for key, value in os.environ.items() if key.upper() not in ALL_VARIABLES} | {
+        "INFLUXDB_ADMIN_TOKEN": TOKEN,
+        "INFLUXDB_ORG": "acme",
+    }
+
+    done = subprocess.run(
+        [str(script), "config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert "****" in done.stdout
+    assert "environment (INFLUXDB_ADMIN_TOKEN)" in done.stdout
+
+    env["POWERVIEW_INFLUXD_PORT"] = "abc"
+    done = subprocess.run(
+        [str(script), "config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("powerview: configuration error: POWERVIEW_INFLUXD_PORT")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+# -- configuration errors ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["config"],
+        ["config", "--json"],
+        ["stack", "up"],
+        ["stack", "down"],
+        ["stack", "status"],
+        ["stack", "install"],
+    ],
+)
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("POWERVIEW_INFLUXD_PORT", "abc"), ("TSV_LOG_LEVEL", "chatty"), ("INFLUXDB_HOST", "ftp://x")],
+)
+def test_a_bad_setting_is_status_2_and_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    powerview: Run,
+    argv: list[str],
+    variable: str,
+    value: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", TOKEN)
+
+    result = powerview(*argv)
+
+    assert result.status == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("powerview: configuration error: ")
+    expected = "INFLUXDB_URL" if variable == "INFLUXDB_HOST" else variable
+    assert expected in lines[0]
+    assert "Traceback" not in result.err
+    assert TOKEN not in result.err
+
+
+def test_a_bad_setting_in_the_env_file_is_reported_the_same_way(powerview: Run) -> None:
+    Path(".env").write_text("POWERVIEW_INFLUXD_PORT=eighty\n")
+
+    result = powerview("config")
+
+    assert result.status == 2
+    assert result.err.startswith("powerview: configuration error: POWERVIEW_INFLUXD_PORT")
+
+
+def test_traceback_flag_lets_the_error_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERVIEW_INFLUXD_PORT", "abc")
+    with pytest.raises(ConfigError, match="POWERVIEW_INFLUXD_PORT"):
+        cli.run(["--traceback", "config"])
+
+
+def test_an_unknown_command_is_a_usage_error(powerview: Run) -> None:
+    result = powerview("frobnicate")
+
+    assert result.status == 2
+    assert "No such command" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_version(powerview: Run) -> None:
+    result = powerview("--version")
+
+    assert result.status == 0
+    assert "version" in result.out
+
+
+# -- help ---------------------------------------------------------------------------
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += all_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+COMMANDS = all_commands(cli.app)
+
+
+def test_the_required_commands_exist() -> None:
+    required = {
+        (),
+        ("config",),
+        ("stack",),
+        ("stack", "up"),
+        ("stack", "down"),
+        ("stack", "status"),
+        ("stack", "install"),
+    }
+    assert required <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "powerview")
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_works_for_every_command(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run, command: tuple[str, ...], flag: str
+) -> None:
+    # Help must not need valid settings.
+    monkeypatch.setenv("POWERVIEW_INFLUXD_PORT", "abc")
+
+    result = powerview(*command, flag)
+
+    assert result.status == 0, result.err
+    assert result.err == ""
+    assert result.out.startswith(f"Usage: {' '.join(('powerview', *command))} ")
+    assert "--help" in result.out
+    assert not Path(".powerview").exists()  # help starts and creates nothing
