@@ -10,6 +10,7 @@ the local stack's env file written by `powerview stack up`, the defaults.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,10 @@ from powerview.exceptions import ConfigError
 DEFAULT_STATE_DIR = Path(".powerview")
 STACK_ENV_NAME = "stack.env"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"  # a name or an IPv4 address
+    r"|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*"  # an IPv6 address (brackets already removed)
+)
 
 
 def _env(*names: str) -> Any:
@@ -100,9 +105,16 @@ class Settings(BaseSettings):
         if "://" not in value:
             value = f"http://{value}"
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.port is None:
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        host = parts.hostname or ""
+        if parts.scheme not in ("http", "https") or not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"{value!r} is not an http(s) URL with a host name")
+        if parts.netloc.endswith(":") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host name")
+        if port is None:
             value = f"{parts.scheme}://{parts.netloc}:8086{parts.path}"
         return value
 
@@ -232,11 +244,28 @@ def _describe(exc: ValidationError) -> str:
     """One line per bad setting, naming the variable the user would set."""
     lines = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        field = _field_of(str(error["loc"][0])) if error["loc"] else "?"
         names = variable_names(field) if field in Settings.model_fields else [field]
+        # Name the variable the user actually set (INFLUXDB_HOST, not INFLUXDB_URL).
+        given = {key.upper() for key in os.environ}
+        name = next((n for n in names if n in given), names[0])
         message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{names[0]}: {message}")
+        value = error.get("input")
+        secret = any(word in field for word in ("token", "password"))
+        if isinstance(value, str) and not secret and value not in message:
+            message = f"{message} (got {value!r})"
+        lines.append(f"{name}: {message}")
     return "; ".join(lines)
+
+
+def _field_of(location: str) -> str:
+    """The field behind an error location, which may be one of its variable names."""
+    if location in Settings.model_fields:
+        return location
+    for name in Settings.model_fields:
+        if location.upper() in variable_names(name):
+            return name
+    return location
 
 
 def masked(settings: Settings) -> dict[str, str]:
