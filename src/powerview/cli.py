@@ -158,7 +158,13 @@ def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path
         return configured
     first = paths[0].resolve()
     if first.is_dir():
-        return first  # a folder outside the configured root is taken as a data tree
+        # A data tree, or a company, campaign or device folder in one: the depth of
+        # the first file below it (<company>/<campaign>/<sn>/<file> is 4) tells which.
+        found = next(layout.find_files([first]), None)
+        depth = len(found.relative_to(first).parts) if found is not None else 4
+        if 1 <= depth < 4 and len(first.parents) > 3 - depth:
+            return first.parents[3 - depth]
+        return first
     return first.parents[3] if len(first.parents) > 3 else first.parent
 
 
@@ -275,7 +281,10 @@ def _short(path: str, base: str) -> str:
 def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     """Print what a device file holds, without any server; counts go to stderr."""
     settings = _settings()
-    campaign = layout.check_name("campaign", campaign or file.resolve().parents[1].name)
+    folder = file.resolve().parent
+    if folder.name in layout.OUTCOME_DIRS:  # already moved to parsed/ or error/
+        folder = folder.parent
+    campaign = layout.check_name("campaign", campaign or folder.parent.name)
     try:
         with open_device_file(file, parse_options(settings)) as device_file:
             series = series_for(device_file.header, campaign)
@@ -574,6 +583,92 @@ def token_list(company: str | None) -> ExitStatus:
             for p in auth.permissions or []
         )
         table.add_row(str(auth.id), str(auth.description), str(auth.status), perms)
+    out.print(table)
+    return ExitStatus.OK
+
+
+# -- tenants -----------------------------------------------------------------
+
+
+@app.group("tenant", context_settings=CONTEXT)
+def tenant_group() -> None:
+    """A company's resources: InfluxDB bucket and read token, Grafana through Ansible."""
+
+
+def _render_tenant(outcome: Any, check: bool) -> None:
+    verb = "would change" if check else "changed"
+    if outcome.token_created:
+        out.print(f"read token for bucket {outcome.company!r} created")
+    if outcome.grafana_skipped:
+        out.print(f"Grafana: skipped, {outcome.grafana_skipped}")
+    elif outcome.grafana is not None:
+        changes = outcome.grafana.changes
+        if not changes:
+            out.print("Grafana: no change")
+        for change in changes:
+            detail = f" ({change['detail']})" if change.get("detail") else ""
+            out.print(f"Grafana {verb}: {change['action']} {change['resource']}{detail}")
+        for warning in outcome.grafana.warnings:
+            err.print(f"warning: {warning}", markup=False)
+    if outcome.password_file:
+        path = Path(outcome.password_file)
+        # Shown once: printed now, then removed from disk.
+        out.print(f"default user user_{outcome.company} password: {path.read_text().strip()}")
+        path.unlink()
+
+
+@tenant_group.command("create")
+@click.argument("company")
+@click.option("--campaign", "campaigns", multiple=True, help="Campaign to give a dashboard.")
+@click.option(
+    "--default-user", is_flag=True, help="Also create user_<company> (password shown once)."
+)
+@click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+def tenant_create(
+    company: str, campaigns: tuple[str, ...], default_user: bool, check: bool
+) -> ExitStatus:
+    """Create or keep a company's bucket, read token and Grafana resources."""
+    from powerview.provision import create_tenant
+
+    settings = _settings()
+    outcome = create_tenant(settings, company, campaigns, default_user=default_user, check=check)
+    _render_tenant(outcome, check)
+    return ExitStatus.OK
+
+
+@tenant_group.command("delete")
+@click.argument("company")
+@click.option("--with-user", is_flag=True, help="Also delete user_<company>.")
+@click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+def tenant_delete(company: str, with_user: bool, check: bool) -> ExitStatus:
+    """Remove a company's Grafana resources; its InfluxDB bucket and data stay."""
+    from powerview.provision import delete_tenant
+
+    settings = _settings()
+    _render_tenant(delete_tenant(settings, company, with_user=with_user, check=check), check)
+    return ExitStatus.OK
+
+
+@tenant_group.command("list")
+def tenant_list() -> ExitStatus:
+    """Companies with a bucket in InfluxDB, and whether their read token is in place."""
+    from powerview.provision.tokens import find_tokens, read_token
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        buckets = target.client.buckets_api().find_buckets(limit=100).buckets or []
+        tokens = {t.description for t in find_tokens(target.client, settings.influxdb_org)}
+    finally:
+        target.close()
+    secrets = settings.state_dir.resolve() / "secrets"
+    table = Table("company", "read token", "token value on file", box=None)
+    for bucket in sorted(buckets, key=lambda b: b.name):
+        if bucket.name.startswith("_") or bucket.name == settings.meta_bucket:
+            continue
+        described = f"powerview_token_for_bucket_{bucket.name}" in tokens
+        on_file = read_token(secrets, bucket.name) is not None
+        table.add_row(bucket.name, "yes" if described else "no", "yes" if on_file else "no")
     out.print(table)
     return ExitStatus.OK
 

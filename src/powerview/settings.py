@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         "influxdb-adecwatts-datasource",
         validation_alias=_env("POWERVIEW_GRAFANA_DATASOURCE_TYPE"),
     )
+    grafana_influxdb_url: str | None = Field(
+        None, validation_alias=_env("POWERVIEW_GRAFANA_INFLUXDB_URL")
+    )
     tenancy: Literal["org", "team"] = Field("org", validation_alias=_env("POWERVIEW_TENANCY"))
     meta_bucket: str = Field("powerview_meta", validation_alias=_env("TSV_META_BUCKET"))
     report_dir: Path | None = Field(None, validation_alias=_env("TSV_REPORT_DIR"))

@@ -1,43 +1,145 @@
 """Tenant lifecycle: what a company and a campaign need to exist.
 
-`provision_campaign` is what a `mkdir <company>/<campaign>` leads to (through
-the queue and the worker): the company's bucket and read token in InfluxDB,
-then its Grafana resources when Grafana is configured.
+`create_tenant` is what `powerview tenant create` and a campaign `mkdir` (through
+the queue and the worker) run: the company's bucket and bucket-scoped read
+token in InfluxDB, then, when Grafana is configured, the Grafana playbook.
+`delete_tenant` removes the Grafana side only; InfluxDB data is never deleted.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from powerview.exceptions import InfrastructureError
 from powerview.influx import open_target
 from powerview.layout import check_name
-from powerview.provision.tokens import ensure_read_token
+from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
+from powerview.provision.tokens import ensure_read_token, token_file
 from powerview.settings import Settings
 
-__all__ = ["provision_campaign"]
+__all__ = ["TenantOutcome", "create_tenant", "delete_tenant", "provision_campaign"]
+
+
+@dataclass
+class TenantOutcome:
+    company: str
+    token_created: bool = False
+    grafana: PlaybookResult | None = None
+    grafana_skipped: str | None = None
+    password_file: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return self.token_created or bool(self.grafana and self.grafana.changed)
+
+
+def _secrets_dir(settings: Settings) -> Path:
+    return settings.state_dir.resolve() / "secrets"
+
+
+def grafana_env(settings: Settings) -> dict[str, str] | None:
+    """The environment the Grafana module reads its connection from; None if unset."""
+    if not settings.grafana_url:
+        return None
+    env = {"GRAFANA_URL": settings.grafana_url}
+    if settings.grafana_username:
+        env["GRAFANA_USERNAME"] = settings.grafana_username
+    if settings.grafana_password:
+        env["GRAFANA_PASSWORD"] = settings.grafana_password.get_secret_value()
+    if settings.grafana_api_token:
+        env["GRAFANA_API_TOKEN"] = settings.grafana_api_token.get_secret_value()
+    return env
+
+
+def create_tenant(
+    settings: Settings,
+    company: str,
+    campaigns: tuple[str, ...] = (),
+    default_user: bool = False,
+    check: bool = False,
+) -> TenantOutcome:
+    """Create or keep everything `company` needs (idempotent; `check`: change nothing)."""
+    check_name("company", company)
+    for campaign in campaigns:
+        check_name("campaign", campaign)
+    outcome = TenantOutcome(company)
+    secrets = _secrets_dir(settings)
+    token_id = ""
+    if not check:
+        target = open_target(settings)
+        try:
+            token = ensure_read_token(target.client, settings.influxdb_org, company, secrets)
+        finally:
+            target.close()
+        outcome.token_created = token.created
+        token_id = token.authorization_id
+    env = grafana_env(settings)
+    if env is None:
+        outcome.grafana_skipped = "Grafana not configured (GRAFANA_URL unset)"
+        return outcome
+    base = {
+        "company_name": company,
+        "tenancy": settings.tenancy,
+        "datasource_type": settings.grafana_datasource_type,
+        "influx_url": settings.grafana_influxdb_url or settings.influxdb_url,
+        "influx_org": settings.influxdb_org,
+        "token_file": str(token_file(secrets, company)),
+        "token_id": token_id,
+        "default_user": default_user,
+        "password_file": str(secrets / f"{company}.grafana-user-password"),
+    }
+    results = [
+        run_playbook(CREATE, {**base, "campaign_name": campaign}, check=check, env=env)
+        for campaign in (campaigns or ("",))
+    ]
+    merged = PlaybookResult()
+    for result in results:
+        merged.changed = merged.changed or result.changed
+        merged.changes += result.changes
+        merged.warnings += [w for w in result.warnings if w not in merged.warnings]
+        if result.module.get("password_file"):
+            outcome.password_file = result.module["password_file"]
+    outcome.grafana = merged
+    return outcome
+
+
+def delete_tenant(
+    settings: Settings, company: str, with_user: bool = False, check: bool = False
+) -> TenantOutcome:
+    """Remove the company's Grafana resources; its bucket and data stay."""
+    check_name("company", company)
+    outcome = TenantOutcome(company)
+    env = grafana_env(settings)
+    if env is None:
+        outcome.grafana_skipped = "Grafana not configured (GRAFANA_URL unset)"
+        return outcome
+    outcome.grafana = run_playbook(
+        DELETE,
+        {"company_name": company, "delete_user": with_user, "tenancy": settings.tenancy},
+        check=check,
+        env=env,
+    )
+    return outcome
 
 
 def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[str, Any]:
-    """Create or keep a campaign's resources; a worker job result."""
-    check_name("company", company)
-    check_name("campaign", campaign)
-    target = open_target(settings)
+    """The worker's provisioning job for a new `<company>/<campaign>` folder."""
     try:
-        token = ensure_read_token(
-            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
-        )
+        outcome = create_tenant(settings, company, (campaign,))
     except InfrastructureError as exc:
         return {"outcome": "retry", "error": str(exc)}
-    finally:
-        target.close()
     result: dict[str, Any] = {
         "outcome": "done",
         "company": company,
         "campaign": campaign,
-        "bucket": company,
-        "token_created": token.created,
+        "token_created": outcome.token_created,
+        "changed": outcome.changed,
     }
-    if not settings.grafana_url:
-        result["grafana"] = "not configured (GRAFANA_URL unset)"
+    if outcome.grafana_skipped:
+        result["grafana"] = outcome.grafana_skipped
+    elif outcome.grafana is not None:
+        result["grafana_changes"] = outcome.grafana.changes
     return result

@@ -1,0 +1,112 @@
+"""Runs the Grafana playbooks with ansible-core and reads their results.
+
+Variables go in a 0600 JSON file (`-e @vars.json`), never on a command line
+built from strings; Grafana credentials stay in the environment, where the
+project's module reads them (`no_log`). Output is Ansible's JSON callback, so
+the failing task and the module's changes are read, not scraped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from powerview.exceptions import PowerViewError
+
+AUTOMATION_DIR = Path(__file__).resolve().parents[3] / "grafana-automation"
+CREATE = "create_grafana_resources.yml"
+DELETE = "delete_grafana_resources.yml"
+
+
+class PlaybookError(PowerViewError):
+    """A playbook failed; the message names the task and its error."""
+
+
+@dataclass
+class PlaybookResult:
+    changed: bool = False
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    module: dict[str, Any] = field(default_factory=dict)
+
+
+def automation_dir() -> Path:
+    configured = os.environ.get("POWERVIEW_GRAFANA_AUTOMATION_DIR")
+    folder = Path(configured) if configured else AUTOMATION_DIR
+    if not (folder / "playbooks").is_dir():
+        raise PlaybookError(f"no playbooks in {folder} (set POWERVIEW_GRAFANA_AUTOMATION_DIR)")
+    return folder
+
+
+def run_playbook(
+    playbook: str,
+    variables: dict[str, Any],
+    check: bool = False,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
+) -> PlaybookResult:
+    """Run one playbook against localhost with `variables`; raise PlaybookError on failure."""
+    folder = automation_dir()
+    ansible = Path(sys.executable).parent / "ansible-playbook"
+    if not ansible.exists():
+        raise PlaybookError(f"ansible-playbook not found beside {sys.executable} (ansible-core)")
+    variables = {**variables, "ansible_python_interpreter": sys.executable}
+    run_env = {
+        **os.environ,
+        **(env or {}),
+        "ANSIBLE_CONFIG": str(folder / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "powerview_json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": tempfile.gettempdir(),
+    }
+    with tempfile.TemporaryDirectory(prefix="powerview-play-") as tmp:
+        vars_file = Path(tmp) / "vars.json"
+        fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(variables, out)
+        command = [str(ansible), str(folder / "playbooks" / playbook), "-e", f"@{vars_file}"]
+        if check:
+            command.append("--check")
+        completed = subprocess.run(
+            command,
+            cwd=folder,
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    return _read_output(playbook, completed)
+
+
+def _read_output(playbook: str, completed: subprocess.CompletedProcess[str]) -> PlaybookResult:
+    try:
+        report = json.loads(completed.stdout[completed.stdout.index("{") :])
+    except ValueError:
+        detail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
+        raise PlaybookError(
+            f"{playbook} exited {completed.returncode}: " + " | ".join(detail)
+        ) from None
+    result = PlaybookResult()
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            name = task.get("task", {}).get("name", "?")
+            for outcome in task.get("hosts", {}).values():
+                if outcome.get("failed") or outcome.get("unreachable"):
+                    message = outcome.get("msg") or outcome.get("message") or "failed"
+                    raise PlaybookError(f"{playbook}: task {name!r} failed: {message}")
+                result.warnings += outcome.get("warnings", [])
+                if "changes" in outcome:
+                    result.module = outcome
+                    result.changes += outcome["changes"]
+                    result.changed = result.changed or bool(outcome.get("changed"))
+    if completed.returncode != 0:
+        raise PlaybookError(f"{playbook} exited {completed.returncode}")
+    return result
