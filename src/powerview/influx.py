@@ -184,7 +184,7 @@ class InfluxTarget:
             self._thread = None
         self._raise_pending()
 
-    def write_now(self, bucket: str, lines: str) -> None:
+    def write_now(self, bucket: str, lines: str, precision: str = "s") -> None:
         """Write synchronously (meta points, tests)."""
         body = lines.encode()
         encoding = None
@@ -196,7 +196,7 @@ class InfluxTarget:
                 org=self._org,
                 bucket=bucket,
                 body=body,
-                precision="s",
+                precision=precision,
                 content_encoding=encoding,
                 content_type="text/plain; charset=utf-8",
             )

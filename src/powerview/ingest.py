@@ -22,7 +22,7 @@ from powerview.exceptions import FormatError, InfrastructureError, NameRuleError
 from powerview.formats import Header, ParseOptions, open_device_file
 from powerview.influx import InfluxTarget, LineWriter
 from powerview.lineprotocol import BatchEncoder
-from powerview.report import ChannelReport, FileReport, RunReport, iso_epoch
+from powerview.report import META_PRECISION, ChannelReport, FileReport, RunReport, iso_epoch
 from powerview.schema import series_for
 from powerview.settings import Settings
 from powerview.stats import FileStats
@@ -53,7 +53,7 @@ def write_run(run: RunReport, target: InfluxTarget, settings: Settings, data_roo
         run.finished_at = dt.datetime.now(dt.UTC)
     try:
         target.ensure_bucket(settings.meta_bucket)
-        target.write_now(settings.meta_bucket, run.meta_lines())
+        target.write_now(settings.meta_bucket, run.meta_lines(), precision=META_PRECISION)
         run.meta_written = True
     except (InfrastructureError, FormatError) as exc:
         run.meta_error = str(exc)

@@ -20,6 +20,9 @@ from powerview.lineprotocol import escape_key, escape_measurement, string_field
 Status = Literal["success", "error", "deferred", "skipped"]
 RUN_MEASUREMENT = "tsv_parser_run"
 FILE_MEASUREMENT = "tsv_parser_file"
+# Meta points carry nanosecond times: runs that end within the same second (one run
+# per worker job) must stay separate points, not overwrite one another.
+META_PRECISION = "ns"
 
 
 @dataclass
@@ -123,7 +126,8 @@ class RunReport:
 
     def meta_lines(self) -> str:
         """The run summary and one point per file, in the original's meta schema."""
-        when = int((self.finished_at or dt.datetime.now(dt.UTC)).timestamp())
+        moment = self.finished_at or dt.datetime.now(dt.UTC)
+        when = round(moment.timestamp() * 1_000_000) * 1_000  # META_PRECISION
         totals = self.totals()
         run_fields = {key: value for key, value in totals.items()}
         run_fields["base_folder"] = self.base_folder
