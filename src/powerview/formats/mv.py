@@ -37,8 +37,9 @@ name = "mv"
 MODEL_TAGS = frozenset({"MV_T302_V002", "MV_T302_V003", "MV_T202_V002", "MV_T202_V003"})
 _TAG_SHAPE = re.compile(r"[A-Z0-9]{1,8}_[A-Z0-9]{1,8}_V\d{3}")
 _SERIAL = re.compile(r"[0-9A-Za-z]{1,32}")
-_DECIMAL = re.compile(r"-?\d{1,15}(?:\.\d{1,15})?")
-_TIMESTAMP = re.compile(r"(\d{2})/(\d{2})/(\d{2}|\d{4}) (\d{2}):(\d{2}):(\d{2})")
+# re.ASCII: \d must not match other scripts' digits, which would reach the line protocol.
+_DECIMAL = re.compile(r"-?\d{1,15}(?:\.\d{1,15})?", re.ASCII)
+_TIMESTAMP = re.compile(r"(\d{2})/(\d{2})/(\d{2}|\d{4}) (\d{2}):(\d{2}):(\d{2})", re.ASCII)
 _THREE_PHASES = frozenset({"Ph 1", "Ph 2", "Ph 3"})
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _UTC_NAMES = frozenset({"utc", "gmt", "z"})
@@ -78,7 +79,8 @@ class MVFile:
         width = len(self.header.columns)
         self._ncols = width
         self._fast_row = re.compile(
-            r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d(?:\t-?\d{1,15}(?:\.\d{1,15})?)" f"{{{width}}}"
+            r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d(?:\t-?\d{1,15}(?:\.\d{1,15})?)" f"{{{width}}}",
+            re.ASCII,
         )
         zone = self.header.time_zone
         self._tz: ZoneInfo | None = None if zone.lower() in _UTC_NAMES else ZoneInfo(zone)
@@ -149,7 +151,7 @@ class MVFile:
             raise IncompleteFileError("incomplete file: START_HEADER without END_HEADER")
         try:
             metadata = json.loads("\n".join(parts))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise FormatError(f"header block is not valid JSON: {exc}") from None
         if not isinstance(metadata, dict):
             raise FormatError("header block is not a JSON object")
@@ -184,7 +186,7 @@ class MVFile:
         zone = str(metadata.get("TimeZoneName", "")).strip()
         try:
             ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: `Europe` is a folder
             raise FormatError(
                 f"DataTimeSettings {setting!r} (local time) but no usable TimeZoneName ({zone!r})"
             ) from None
@@ -424,7 +426,8 @@ def _reject_binary(text: str) -> None:
 
 
 def _ends_block(tail: str) -> bool:
-    return tail.rstrip().rsplit("\n", 1)[-1].strip() == "END_DATA"
+    # Not only the last line: lines after END_DATA are counted and ignored, not a cut file.
+    return any(line.strip() == "END_DATA" for line in tail.splitlines())
 
 
 def _long_day(match: re.Match[str]) -> int | None:
