@@ -151,16 +151,22 @@ def enqueue(queue: JobQueue, decision: Decision, source: str, delay_s: float = 0
 # -- reconciliation scan -------------------------------------------------------
 
 
-def scan(data_root: Path, on_decision: Callable[[Decision], None], min_age_s: float = 0.0) -> int:
+def scan(
+    data_root: Path,
+    on_decision: Callable[[Decision], None],
+    min_age_s: float = 0.0,
+    top: Path | None = None,
+) -> int:
     """Every campaign folder and every waiting file under `data_root`, as decisions.
 
     Used at watcher start, after an inotify overflow, on each new folder (the
-    recursive-watch race) and periodically by the worker (missed events).
+    recursive-watch race: `top` is that folder, names are still judged from
+    `data_root`) and periodically by the worker (missed events).
     """
     found = 0
     now = time.time()
     root = Path(os.path.realpath(data_root))
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root if top is None else os.path.realpath(top)):
         dirs[:] = sorted(d for d in dirs if d not in layout.OUTCOME_DIRS and not d.startswith("."))
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
@@ -248,7 +254,7 @@ class TreeWatcher:
             if mask & (F.CREATE | F.MOVED_TO) and event.name not in layout.OUTCOME_DIRS:
                 self._watch_tree(path)
                 self._on_decision(decide_path("dir", str(path), self.root))
-                scan(path, self._on_decision)  # files that landed before the watch
+                scan(self.root, self._on_decision, top=path)  # landed before the watch
             return
         if mask & (F.CLOSE_WRITE | F.MOVED_TO | F.CREATE):
             # CREATE alone: a plain SFTP rename on OpenSSH is link() + unlink(),
