@@ -231,7 +231,8 @@ def ingest_command(
         render_run(run, report_path)
     if run.count("deferred"):
         return ExitStatus.ERROR
-    return ExitStatus.REJECTED if run.count("error") else ExitStatus.OK
+    # Skipped files (not in the data-tree layout) were not ingested either.
+    return ExitStatus.REJECTED if run.count("error") or run.count("skipped") else ExitStatus.OK
 
 
 def render_run(run: RunReport, report_path: Path | None) -> None:

@@ -127,6 +127,7 @@ def open_target(settings: Settings) -> InfluxTarget:
         token.get_secret_value(),
         settings.influxdb_org,
         settings.influxdb_timeout_s,
+        retries=settings.influxdb_retries,
     )
     return InfluxTarget(client, settings.influxdb_org, settings.influxdb_gzip_level)
 

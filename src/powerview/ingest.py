@@ -91,9 +91,11 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
         _reject(report, path, str(exc), options, movable=True)
     except InfrastructureError as exc:
         report.status = "deferred"
+        report.deferred_by = "influxdb"
         report.error = str(exc)
     except OSError as exc:
         report.status = "deferred"
+        report.deferred_by = "filesystem"
         report.error = f"file system: {exc}"
     finally:
         report.duration_s = round(time.perf_counter() - started, 4)
@@ -187,6 +189,7 @@ def _reject(
             report.moved_to = str(layout.move_to_outcome(path, "error"))
         except OSError as exc:
             report.status = "deferred"
+            report.deferred_by = "filesystem"
             report.error = f"{reason}; and moving it to error/ failed: {exc}"
 
 
@@ -196,19 +199,23 @@ def ingest_paths(
     options: IngestOptions,
     on_file: Callable[[FileReport], None] | None = None,
 ) -> RunReport:
-    """Ingest files in order. After an infrastructure failure the rest are deferred
-    without being tried: InfluxDB is down for them too."""
+    """Ingest files in order. After InfluxDB failed, the rest are deferred without
+    being tried: it is down for them too. A file system error defers one file only."""
     run = RunReport(base_folder=str(options.data_root), dry_run=options.dry_run)
     outage: str | None = None
     for path in files:
         if outage is not None:
             report = FileReport(
-                path=str(path), file_name=path.name, status="deferred", error=outage
+                path=str(path),
+                file_name=path.name,
+                status="deferred",
+                error=outage,
+                deferred_by="influxdb",
             )
             _fill_location(report, path, options)
         else:
             report = ingest_file(path, writer, options)
-            if report.status == "deferred":
+            if report.deferred_by == "influxdb":
                 outage = report.error
                 log.error("deferring %s: %s", path, report.error)
         run.files.append(report)

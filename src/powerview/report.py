@@ -57,6 +57,7 @@ class FileReport:
     channels: list[ChannelReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    deferred_by: Literal["influxdb", "filesystem"] | None = None  # what to retry after
     duration_s: float = 0.0
 
     @property
@@ -140,7 +141,10 @@ class RunReport:
                 "status": report.status,
                 "bucket": report.company or "",
                 "campaign": report.campaign or "",
-                "device_master_sn": report.device_sn or "",
+                # The file's master serial, as on the data points; the folder's when unread.
+                "device_master_sn": str((report.format or {}).get("master_sn") or "")
+                or report.device_sn
+                or "",
                 "file_name": report.file_name,
             }
             counts = report.counts

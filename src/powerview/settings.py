@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     state_dir: Path = Field(DEFAULT_STATE_DIR, validation_alias=_env("POWERVIEW_STATE_DIR"))
     influxd_binary: Path | None = Field(None, validation_alias=_env("POWERVIEW_INFLUXD"))
     influxd_port: int = Field(8086, ge=1, le=65535, validation_alias=_env("POWERVIEW_INFLUXD_PORT"))
+    influxdb_retries: int = Field(
+        4, ge=0, le=20, validation_alias=_env("POWERVIEW_INFLUXDB_RETRIES")
+    )
     influxdb_gzip_level: int = Field(
         1, ge=0, le=9, validation_alias=_env("POWERVIEW_INFLUXDB_GZIP_LEVEL")
     )
