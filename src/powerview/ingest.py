@@ -73,6 +73,10 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     """Ingest one file and decide its outcome; never raises for a bad file."""
     started = time.perf_counter()
     report = FileReport(path=str(path), file_name=path.name)
+    if not layout.is_candidate(path):
+        report.error = "not a waiting upload: already processed, temporary or not a .tsv file"
+        report.duration_s = round(time.perf_counter() - started, 4)
+        return report  # skipped, left where it is
     try:
         location = layout.locate(path, options.data_root)
         report.company, report.campaign = location.company, location.campaign

@@ -31,7 +31,7 @@ def escape_key(text: str) -> str:
 
 
 def string_field(text: str) -> str:
-    return '"' + text.translate(_FIELD_STRING_ESCAPES) + '"'
+    return '"' + _clean(text).translate(_FIELD_STRING_ESCAPES) + '"'
 
 
 def _clean(text: str) -> str:
