@@ -1,0 +1,222 @@
+"""Columns → InfluxDB series, as ARCHITECTURE.md section 5 lays them out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from powerview.formats import Column, Header, ParseOptions, open_device_file
+from powerview.schema import DEVICE, MEASUREMENT, series_for
+
+MASTER = "02001171"
+SLAVE_A = "04000466"
+SLAVE_B = "04000477"
+TAG_KEYS_MASTER = {
+    "campaign",
+    "channel_id",
+    "channel_unit",
+    "channel_label",
+    "channel_name",
+    "device",
+    "device_type",
+    "device_subtype",
+    "device_master_sn",
+    "device_sn",
+}
+TAG_KEYS_SLAVE = TAG_KEYS_MASTER - {"device_subtype"}
+
+
+def make_header(columns: list[tuple[str, str]], phase: str, master: str = MASTER) -> Header:
+    """`columns`: (serial, label) pairs in file order."""
+    cols = []
+    for index, (serial, label) in enumerate(columns, start=1):
+        name, _, unit = label.rpartition(" ")
+        cols.append(Column(index=index, serial=serial, name=name, unit=unit))
+    return Header(
+        model_tag="MV_T302_V002",
+        layout="plain",
+        master_sn=master,
+        phase=phase,  # type: ignore[arg-type]
+        columns=tuple(cols),
+    )
+
+
+def test_constants() -> None:
+    assert MEASUREMENT == "electrical"
+    assert DEVICE == "MV2"
+
+
+def test_three_phase_master_then_slaves() -> None:
+    header = make_header(
+        [
+            (MASTER, "Ph 1 V"),
+            (MASTER, "Ph 2 V"),
+            (MASTER, "Ph 3 V"),
+            (MASTER, "Voie1 W"),
+            (MASTER, "Voie2 W"),
+            (SLAVE_A, "Voie1 W"),
+            (SLAVE_A, "Voie2 W"),
+            (SLAVE_B, "Voie1 W"),
+        ],
+        phase="tri",
+    )
+    series = series_for(header, "c1")
+    assert [s.label for s in series] == ["U1", "U2", "U3", "Ch1", "Ch2", "Ch1", "Ch2", "Ch1"]
+    assert [s.channel_id for s in series] == [
+        "M02001171_U1",
+        "M02001171_U2",
+        "M02001171_U3",
+        "M02001171_Ch1",
+        "M02001171_Ch2",
+        "M02001171_S04000466_Ch1",
+        "M02001171_S04000466_Ch2",
+        "M02001171_S04000477_Ch1",
+    ]
+    assert [s.field for s in series] == [
+        "M02001171_U1_V",
+        "M02001171_U2_V",
+        "M02001171_U3_V",
+        "M02001171_Ch1_W",
+        "M02001171_Ch2_W",
+        "M02001171_S04000466_Ch1_W",
+        "M02001171_S04000466_Ch2_W",
+        "M02001171_S04000477_Ch1_W",
+    ]
+    assert [s.column for s in series] == list(header.columns)
+
+
+def test_single_phase_master() -> None:
+    header = make_header(
+        [(MASTER, "Ph 1 V"), (MASTER, "Voie1 W"), (MASTER, "Voie2 W"), (SLAVE_A, "Voie1 W")],
+        phase="mono",
+    )
+    series = series_for(header, "c1")
+    assert [s.channel_id for s in series] == [
+        "M02001171_U1",
+        "M02001171_Ch1",
+        "M02001171_Ch2",
+        "M02001171_S04000466_Ch1",
+    ]
+
+
+def test_phase_not_labels_decides_the_voltage_count() -> None:
+    # A Tri MasterType over a mono-looking header: the first three master columns
+    # are U1..U3 whatever their names (the format module already chose the phase).
+    header = make_header(
+        [(MASTER, "Ph 1 V"), (MASTER, "Voie1 W"), (MASTER, "Voie2 W"), (MASTER, "Voie3 W")],
+        phase="tri",
+    )
+    assert [s.label for s in series_for(header, "c1")] == ["U1", "U2", "U3", "Ch1"]
+
+
+def test_slave_channels_are_counted_per_slave_even_interleaved() -> None:
+    header = make_header(
+        [
+            (MASTER, "Ph 1 V"),
+            (SLAVE_A, "Voie1 W"),
+            (SLAVE_B, "Voie1 W"),
+            (SLAVE_A, "Voie2 W"),
+            (MASTER, "Voie1 W"),
+            (SLAVE_B, "Voie2 W"),
+        ],
+        phase="mono",
+    )
+    assert [s.channel_id for s in series_for(header, "c1")] == [
+        "M02001171_U1",
+        "M02001171_S04000466_Ch1",
+        "M02001171_S04000477_Ch1",
+        "M02001171_S04000466_Ch2",
+        "M02001171_Ch1",
+        "M02001171_S04000477_Ch2",
+    ]
+
+
+def test_exact_tags_of_a_master_and_a_slave_column() -> None:
+    header = make_header([(MASTER, "Ph 1 V"), (SLAVE_A, "Voie1 W")], phase="mono")
+    master, slave = series_for(header, "campaign-7")
+    assert master.tags == {
+        "campaign": "campaign-7",
+        "channel_id": "M02001171_U1",
+        "channel_unit": "V",
+        "channel_label": "U1",
+        "channel_name": "Ph 1",
+        "device": "MV2",
+        "device_type": "master",
+        "device_subtype": "mono",
+        "device_master_sn": MASTER,
+        "device_sn": MASTER,
+    }
+    assert slave.tags == {
+        "campaign": "campaign-7",
+        "channel_id": "M02001171_S04000466_Ch1",
+        "channel_unit": "W",
+        "channel_label": "Ch1",
+        "channel_name": "Voie1",
+        "device": "MV2",
+        "device_type": "slave",
+        "device_master_sn": MASTER,
+        "device_sn": SLAVE_A,
+    }
+
+
+def test_tags_do_not_depend_on_the_file() -> None:
+    # No file name tag: two files of the same device give the very same series.
+    one = make_header([(MASTER, "Ph 1 V"), (SLAVE_A, "Voie1 W")], phase="mono")
+    two = Header(
+        model_tag="MV_T302_V003",
+        layout="block",
+        master_sn=MASTER,
+        phase="mono",
+        columns=one.columns,
+        metadata={"FileVersion": 3},
+    )
+    assert [s.tags for s in series_for(one, "c1")] == [s.tags for s in series_for(two, "c1")]
+
+
+def test_campaign1_sample(samples: Path) -> None:
+    """The real three-phase master 02001171 with four six-channel slaves."""
+    path = samples / "acme/campaign1/02001084/T302_251012_031720.tsv"
+    with open_device_file(path, ParseOptions()) as device_file:
+        header = device_file.header
+    series = series_for(header, "campaign1")
+    assert len(series) == 30
+    slaves = ["04000466", "04000477", "04001293", "04001344"]
+    expected_ids = [f"M02001171_{label}" for label in ("U1", "U2", "U3", "Ch1", "Ch2", "Ch3")]
+    for slave in slaves:
+        expected_ids += [f"M02001171_S{slave}_Ch{i}" for i in range(1, 7)]
+    assert [s.channel_id for s in series] == expected_ids
+    units = ["V"] * 3 + ["W"] * 27
+    assert [s.field for s in series] == [
+        f"{i}_{u}" for i, u in zip(expected_ids, units, strict=True)
+    ]
+    names = ["Ph 1", "Ph 2", "Ph 3", "Voie1", "Voie2", "Voie3"] + [
+        f"Voie{i}" for i in range(1, 7)
+    ] * 4
+    assert [s.tags["channel_name"] for s in series] == names
+    for s in series:
+        # The master's serial from line 1, not the folder name 02001084.
+        assert s.tags["device_master_sn"] == "02001171"
+        assert s.tags["campaign"] == "campaign1"
+        assert s.tags["device"] == "MV2"
+        assert s.tags["channel_id"] == s.channel_id
+        assert s.tags["channel_label"] == s.label
+        assert s.tags["channel_unit"] == s.column.unit
+    masters, rest = series[:6], series[6:]
+    for s in masters:
+        assert set(s.tags) == TAG_KEYS_MASTER
+        assert (s.tags["device_type"], s.tags["device_subtype"]) == ("master", "tri")
+        assert s.tags["device_sn"] == "02001171"
+    for s in rest:
+        assert set(s.tags) == TAG_KEYS_SLAVE
+        assert s.tags["device_type"] == "slave"
+    assert [s.tags["device_sn"] for s in rest] == [slave for slave in slaves for _ in range(6)]
+
+
+def test_v003_mono_sample(samples: Path) -> None:
+    path = samples / "acme/v003-mono/02001311/T302_260122_162658_UTC.tsv"
+    with open_device_file(path, ParseOptions()) as device_file:
+        series = series_for(device_file.header, "c1")
+    assert [s.label for s in series] == ["U1", "Ch1", "Ch2", "Ch3", "Ch4", "Ch5"]
+    for s in series:
+        assert set(s.tags) == TAG_KEYS_MASTER  # nothing about the file itself
+        assert s.tags["device_subtype"] == "mono"
+        assert s.tags["device_sn"] == s.tags["device_master_sn"] == "02001311"
