@@ -18,6 +18,8 @@ from influxdb_client import InfluxDBClient
 
 from powerview import stack
 
+pytest_plugins = ["tests.grafana_standin.fixtures"]
+
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
 
 

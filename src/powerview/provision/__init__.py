@@ -16,7 +16,7 @@ from powerview.exceptions import InfrastructureError
 from powerview.influx import open_target
 from powerview.layout import check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
-from powerview.provision.tokens import ensure_read_token, token_file
+from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
 from powerview.settings import Settings
 
 __all__ = ["TenantOutcome", "create_tenant", "delete_tenant", "provision_campaign"]
@@ -67,15 +67,19 @@ def create_tenant(
         check_name("campaign", campaign)
     outcome = TenantOutcome(company)
     secrets = _secrets_dir(settings)
-    token_id = ""
-    if not check:
-        target = open_target(settings)
-        try:
+    target = open_target(settings)
+    try:
+        if check:  # look, do not touch: the id of the token that would be kept, if any
+            found = find_tokens(target.client, settings.influxdb_org, company)
+            token_id = str(found[0].id) if found else ""
+            if not found or read_token(secrets, company) is None:
+                outcome.notes.append(f"would create the read token of bucket {company!r}")
+        else:
             token = ensure_read_token(target.client, settings.influxdb_org, company, secrets)
-        finally:
-            target.close()
-        outcome.token_created = token.created
-        token_id = token.authorization_id
+            outcome.token_created = token.created
+            token_id = token.authorization_id
+    finally:
+        target.close()
     env = grafana_env(settings)
     if env is None:
         outcome.grafana_skipped = "Grafana not configured (GRAFANA_URL unset)"

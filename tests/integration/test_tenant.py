@@ -1,0 +1,297 @@
+"""Tenant provisioning for real: ansible-playbook runs the project's module against the
+Grafana stand-in (every exchange checked against Grafana's OpenAPI description) and
+the real InfluxDB holds the buckets and tokens."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from grafana_client.client import GrafanaClientError
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from powerview import cli
+from powerview import settings as config
+from powerview.provision import create_tenant, delete_tenant
+from powerview.provision.dashboard import dashboard_uid
+from powerview.provision.tokens import read_token
+from tests.conftest import InfluxInstance
+from tests.grafana_standin.server import GrafanaStandin
+
+
+@dataclass
+class Env:
+    state_dir: Path
+    influx: InfluxInstance
+    grafana: GrafanaStandin
+    companies: list[str]
+
+    def company(self) -> str:
+        name = f"co{uuid.uuid4().hex[:8]}"
+        self.companies.append(name)
+        return name
+
+    def settings(self, **overrides: object) -> config.Settings:
+        return config.load(**overrides)
+
+    def token(self, company: str) -> str:
+        token = read_token(self.state_dir / "secrets", company)
+        assert token is not None
+        return token
+
+
+@pytest.fixture
+def env(
+    influxdb: InfluxInstance,
+    grafana: GrafanaStandin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    influx_client: InfluxDBClient,
+) -> Iterator[Env]:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "state"
+    for key, value in {
+        "INFLUXDB_URL": influxdb.url,
+        "INFLUXDB_ORG": influxdb.org,
+        "INFLUXDB_ADMIN_TOKEN": influxdb.token,
+        "POWERVIEW_STATE_DIR": str(state),
+        "GRAFANA_URL": grafana.url,
+        "GRAFANA_USERNAME": grafana.admin_user,
+        "GRAFANA_PASSWORD": grafana.admin_password,
+        "POWERVIEW_TENANCY": "org",
+    }.items():
+        monkeypatch.setenv(key, value)
+    created = Env(state.resolve(), influxdb, grafana, [])
+    yield created
+    api = influx_client.buckets_api()
+    for company in created.companies:
+        bucket = api.find_bucket_by_name(company)
+        if bucket is not None:
+            api.delete_bucket(bucket)
+    assert grafana.violations == [], grafana.violations
+
+
+def test_create_makes_every_resource_inside_the_companys_own_organization(env: Env) -> None:
+    company = env.company()
+    outcome = create_tenant(env.settings(), company, ("campaign1",), default_user=True)
+
+    state = env.grafana.state
+    org = state.org_by_name(company)
+    assert org is not None
+    team = state.team_by_name(org.id, company)
+    assert team is not None
+    folders = state.folders_in(org.id)
+    assert [f.title for f in folders] == [company]
+    acl = state.folder_acl(org.id, folders[0].uid)
+    assert [(a.team_id, a.user_id, a.role, a.permission) for a in acl] == [(team.id, None, None, 1)]
+    datasource = state.datasource_by_name(org.id, f"influxdb_{company}")
+    assert datasource is not None
+    assert datasource.type == "influxdb-adecwatts-datasource"
+    assert datasource.json_data["defaultBucket"] == company
+    # Grafana gets the bucket-scoped read token, never the admin token.
+    assert datasource.secure_json_data["token"] == env.token(company)
+    assert datasource.secure_json_data["token"] != env.influx.token
+    dashboards = state.dashboards_in(org.id)
+    assert [(d.uid, d.folder_uid) for d in dashboards] == [
+        (dashboard_uid(company, "campaign1"), folders[0].uid)
+    ]
+    assert len(dashboards[0].uid) <= 40
+    # The default user belongs to the company's organization only, and to its team.
+    user = state.user_by_login(f"user_{company}")
+    assert user is not None
+    assert user.name == f"{company} Default"
+    assert [o.id for o, _ in state.orgs_of(user.id)] == [org.id]
+    assert user.id in team.members
+    assert outcome.password_file is not None
+    assert Path(outcome.password_file).read_text().strip() == user.password
+    assert outcome.token_created is True
+
+
+def test_a_second_create_reports_no_change(env: Env) -> None:
+    company = env.company()
+    first = create_tenant(env.settings(), company, ("c1",), default_user=True)
+    assert first.grafana is not None
+    assert first.grafana.changed
+    second = create_tenant(env.settings(), company, ("c1",), default_user=True)
+    assert second.grafana is not None
+    assert second.grafana.changes == []
+    assert second.changed is False
+    assert second.password_file is None  # shown once, at creation only
+
+
+def test_check_mode_reports_what_would_change_and_changes_nothing(env: Env) -> None:
+    company = env.company()
+    outcome = create_tenant(env.settings(), company, ("c1",), check=True)
+    assert outcome.grafana is not None
+    resources = {c["resource"] for c in outcome.grafana.changes}
+    assert f"organization {company}" in resources
+    assert f"datasource influxdb_{company}" in resources
+    assert env.grafana.state.org_by_name(company) is None
+
+    create_tenant(env.settings(), company, ("c1",))
+    later = create_tenant(env.settings(), company, ("c1", "c2"), check=True)
+    assert later.grafana is not None
+    assert [(c["action"], c["resource"]) for c in later.grafana.changes] == [
+        ("create", "dashboard c2")
+    ]
+    org = env.grafana.state.org_by_name(company)
+    assert org is not None
+    assert len(env.grafana.state.dashboards_in(org.id)) == 1
+
+
+def test_a_new_campaign_adds_its_dashboard_and_keeps_the_rest(env: Env) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    outcome = create_tenant(env.settings(), company, ("c2",))
+    assert outcome.grafana is not None
+    assert [(c["action"], c["resource"]) for c in outcome.grafana.changes] == [
+        ("create", "dashboard c2")
+    ]
+
+
+def test_delete_removes_grafana_resources_but_never_the_data(
+    env: Env, influx_client: InfluxDBClient
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",), default_user=True)
+    influx_client.write_api(write_options=SYNCHRONOUS).write(
+        bucket=company,
+        record="electrical,campaign=c1 M1_U1_V=230.0 1767225600",
+        write_precision="s",
+    )
+    bucket = influx_client.buckets_api().find_bucket_by_name(company)
+    assert bucket is not None
+
+    outcome = delete_tenant(env.settings(), company, with_user=True)
+
+    assert outcome.grafana is not None
+    actions = {(c["action"], c["resource"]) for c in outcome.grafana.changes}
+    assert ("delete", f"organization {company}") in actions
+    assert ("delete", f"user user_{company}") in actions
+    assert env.grafana.state.org_by_name(company) is None
+    assert env.grafana.state.user_by_login(f"user_{company}") is None
+    assert influx_client.buckets_api().find_bucket_by_name(company) is not None
+    kept = influx_client.query_api().query(
+        f'from(bucket: "{company}") |> range(start: 0) |> count()'
+    )
+    assert [r.get_value() for t in kept for r in t.records] == [1]
+    again = delete_tenant(env.settings(), company, with_user=True)
+    assert again.grafana is not None
+    assert again.grafana.changes == []
+
+
+def test_company_a_cannot_see_or_query_company_b(env: Env, influx_client: InfluxDBClient) -> None:
+    a, b = env.company(), env.company()
+    create_tenant(env.settings(), a, ("c1",), default_user=True)
+    create_tenant(env.settings(), b, ("c1",), default_user=True)
+    state = env.grafana.state
+    user_a = state.user_by_login(f"user_{a}")
+    assert user_a is not None
+    org_a, org_b = state.org_by_name(a), state.org_by_name(b)
+    assert org_a is not None
+    assert org_b is not None
+
+    as_a = env.grafana.client(user=user_a.login, password=user_a.password)
+    hits = as_a.search.search_dashboards()
+    assert {(hit["type"], hit["title"]) for hit in hits} == {("dash-folder", a), ("dash-db", "c1")}
+    assert all(hit.get("folderUid") in (None, f"pv-folder-{a}") for hit in hits)
+    assert {o["orgId"] for o in as_a.user.get_actual_user_organisations()} == {org_a.id}
+    into_b = env.grafana.client(org_id=org_b.id, user=user_a.login, password=user_a.password)
+    with pytest.raises(GrafanaClientError) as refused:
+        into_b.dashboard.get_dashboard(dashboard_uid(b, "c1"))
+    assert refused.value.status_code in (401, 403)
+    ds_b = state.datasource_by_name(org_b.id, f"influxdb_{b}")
+    assert ds_b is not None
+    query = {
+        "from": "now-1h",
+        "to": "now",
+        "queries": [{"refId": "A", "datasource": {"uid": ds_b.uid}, "query": "x"}],
+    }
+    with pytest.raises(GrafanaClientError):
+        as_a.client.POST("/ds/query", json=query)
+    # On the real InfluxDB, A's read token cannot read B's bucket nor write its own.
+    with InfluxDBClient(url=env.influx.url, token=env.token(a), org=env.influx.org) as client:
+        client.query_api().query(f'from(bucket: "{a}") |> range(start: -1h) |> limit(n: 1)')
+        with pytest.raises(ApiException) as not_found:
+            client.query_api().query(f'from(bucket: "{b}") |> range(start: -1h)')
+        assert not_found.value.status == 404
+        with pytest.raises(ApiException) as forbidden:
+            client.write_api(write_options=SYNCHRONOUS).write(bucket=a, record="electrical x=1")
+        assert forbidden.value.status in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "name", ["a b", "quo'te", 'dq"x', "$(touch x)", "..", "\uff41cme", "x" * 200, "-x"]
+)
+def test_hostile_names_are_refused_before_any_side_effect(
+    env: Env, name: str, influx_client: InfluxDBClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    buckets_before = {b.name for b in influx_client.buckets_api().find_buckets().buckets}
+    assert cli.run(["tenant", "create", name, "--campaign", "c1"]) == 2
+    assert cli.run(["tenant", "create", "okname", "--campaign", name]) == 2
+    assert "is not allowed" in capsys.readouterr().err
+    assert {b.name for b in influx_client.buckets_api().find_buckets().buckets} == buckets_before
+    assert [o.name for o in env.grafana.state.orgs.values()] == ["Main Org."]
+
+
+def test_two_companies_provisioned_in_parallel_do_not_interfere(env: Env) -> None:
+    companies = [env.company(), env.company()]
+    errors: list[BaseException] = []
+
+    def provision(company: str) -> None:
+        try:
+            create_tenant(env.settings(), company, ("c1", "c2"), default_user=True)
+        except BaseException as exc:  # handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=provision, args=(c,)) for c in companies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    state = env.grafana.state
+    for company in companies:
+        org = state.org_by_name(company)
+        assert org is not None
+        assert [t.name for t in state.teams_in(org.id)] == [company]
+        assert sorted(d.title for d in state.dashboards_in(org.id)) == ["c1", "c2"]
+        ds = state.datasource_by_name(org.id, f"influxdb_{company}")
+        assert ds is not None
+        assert ds.secure_json_data["token"] == env.token(company)
+
+
+def test_team_mode_warns_that_isolation_is_only_at_folder_level(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERVIEW_TENANCY", "team")
+    company = env.company()
+    outcome = create_tenant(env.settings(), company, ("c1",))
+    assert outcome.grafana is not None
+    assert any("folder level only" in w for w in outcome.grafana.warnings)
+    state = env.grafana.state
+    assert state.org_by_name(company) is None
+    assert state.team_by_name(1, company) is not None
+
+
+def test_the_cli_prints_the_changes_and_the_password_once(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = env.company()
+    assert cli.run(["tenant", "create", company, "--campaign", "c1", "--default-user"]) == 0
+    printed = capsys.readouterr().out
+    assert f"create organization {company}" in printed
+    user = env.grafana.state.user_by_login(f"user_{company}")
+    assert user is not None
+    assert user.password in printed
+    assert not (env.state_dir / "secrets" / f"{company}.grafana-user-password").exists()
+    assert cli.run(["tenant", "create", company, "--campaign", "c1", "--default-user"]) == 0
+    again = capsys.readouterr().out
+    assert "Grafana: no change" in again
+    assert user.password not in again
