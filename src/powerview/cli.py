@@ -449,12 +449,19 @@ def worker_command(
         settle_s=settings.settle_s,
     )
     queue = JobQueue.in_state_dir(settings.state_dir)
-    worker = Worker(queue, settings.data_root.resolve(), options)
+    metrics = None
+    if not until_idle:  # a cron run lives too briefly to be scraped
+        from powerview.metrics import start_worker_metrics
+
+        metrics = start_worker_metrics(queue.path, settings.metrics_port, settings.metrics_address)
+    worker = Worker(queue, settings.data_root.resolve(), options, metrics=metrics)
     worker.install_signal_handlers()
     try:
         done = worker.run(until_idle=until_idle)
     finally:
         queue.close()
+        if metrics is not None:
+            metrics.close()
     log.info("worker stopped after %d jobs", done)
     return ExitStatus.OK
 
@@ -600,6 +607,8 @@ def _render_tenant(outcome: Any, check: bool) -> None:
     verb = "would change" if check else "changed"
     if outcome.token_created:
         out.print(f"read token for bucket {outcome.company!r} created")
+    for note in outcome.notes:
+        out.print(note)
     if outcome.grafana_skipped:
         out.print(f"Grafana: skipped, {outcome.grafana_skipped}")
     elif outcome.grafana is not None:
@@ -671,6 +680,81 @@ def tenant_list() -> ExitStatus:
         on_file = read_token(secrets, bucket.name) is not None
         table.add_row(bucket.name, "yes" if described else "no", "yes" if on_file else "no")
     out.print(table)
+    return ExitStatus.OK
+
+
+# -- operations: health, alerts, admin dashboard ------------------------------------
+
+
+@app.command("health")
+@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Send new problems and recoveries to POWERVIEW_ALERT_WEBHOOK_URL; ping "
+    "POWERVIEW_HEARTBEAT_URL when nothing is critical.",
+)
+def health_command(json_output: bool, notify: bool) -> int:
+    """Check every part of the pipeline; exit 0 ok, 1 warning, 2 critical, 3 unknown.
+
+    InfluxDB (a real write), the queue, the worker's and watcher's heartbeats,
+    the data root, Grafana (when configured), and from the meta bucket each
+    device's last ingested file against POWERVIEW_EXPECTED_CADENCE_H and the
+    files rejected or deferred in the last hour. The first line of output is
+    a monitoring-plugin status line (Nagios, Icinga).
+    """
+    from rich.text import Text
+
+    from powerview import alerts, health
+
+    try:
+        settings = _settings()
+    except ConfigError as exc:
+        out.print(f"POWERVIEW UNKNOWN - configuration error: {exc}", markup=False)
+        return health.Status.UNKNOWN
+    report = health.run_checks(settings)
+    if notify:
+        if settings.alert_webhook_url is not None:
+            outcome = alerts.notify(
+                report,
+                settings.state_dir,
+                settings.alert_webhook_url.get_secret_value(),
+                settings.alert_format,
+                settings.alert_quiet_period_s,
+            )
+            report.checks.append(outcome.as_check())
+        # The dead-man switch: silence (no ping) is what alerts, so ping unless critical.
+        status = report.status
+        if settings.heartbeat_url is not None and status.severity <= health.Status.WARNING.severity:
+            report.checks.append(alerts.ping_heartbeat(settings.heartbeat_url.get_secret_value()))
+    if json_output:
+        out.print_json(json.dumps(report.to_dict()))
+        return report.status
+    perfdata = report.perfdata()
+    out.print(report.summary() + (f" | {perfdata}" if perfdata else ""), markup=False)
+    table = Table("check", "status", "message", box=None)
+    colours = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}
+    for check in report.checks:
+        label = Text(check.status.name, style=colours[check.status])
+        table.add_row(check.name, label, Text(check.message))
+    out.print(table)
+    return report.status
+
+
+@tenant_group.command("admin-dashboard")
+@click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+def admin_dashboard_command(check: bool) -> ExitStatus:
+    """Provision the ingestion dashboard (meta bucket) in the admin's own Grafana org."""
+    from powerview.provision.admin_dashboard import provision_admin_dashboard
+
+    settings = _settings()
+    changes = provision_admin_dashboard(settings, check=check)
+    verb = "would change" if check else "changed"
+    for change in changes:
+        detail = f" ({change.detail})" if change.detail else ""
+        out.print(f"Grafana {verb}: {change.action} {change.resource}{detail}")
+    if not changes:
+        out.print("admin dashboard: no change")
     return ExitStatus.OK
 
 

@@ -100,6 +100,41 @@ class Settings(BaseSettings):
     settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
+    # -- operations: `powerview health`, metrics, alerts (see health.py, metrics.py, alerts.py)
+    expected_cadence_h: float = Field(
+        26.0, gt=0, validation_alias=_env("POWERVIEW_EXPECTED_CADENCE_H")
+    )
+    freshness_window_d: float = Field(
+        14.0, gt=0, validation_alias=_env("POWERVIEW_FRESHNESS_WINDOW_D")
+    )
+    queue_max_wait_s: float = Field(
+        900.0, gt=0, validation_alias=_env("POWERVIEW_QUEUE_MAX_WAIT_S")
+    )
+    health_expect: str = Field("worker", validation_alias=_env("POWERVIEW_HEALTH_EXPECT"))
+    heartbeat_max_age_s: float = Field(
+        120.0, gt=0, validation_alias=_env("POWERVIEW_HEARTBEAT_MAX_AGE_S")
+    )
+    heartbeat_url: SecretStr | None = Field(None, validation_alias=_env("POWERVIEW_HEARTBEAT_URL"))
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("POWERVIEW_METRICS_PORT"))
+    metrics_address: str = Field("127.0.0.1", validation_alias=_env("POWERVIEW_METRICS_ADDRESS"))
+    alert_webhook_url: SecretStr | None = Field(
+        None, validation_alias=_env("POWERVIEW_ALERT_WEBHOOK_URL")
+    )
+    alert_format: Literal["json", "ntfy", "slack"] = Field(
+        "json", validation_alias=_env("POWERVIEW_ALERT_FORMAT")
+    )
+    alert_quiet_period_s: float = Field(
+        21_600.0, ge=0, validation_alias=_env("POWERVIEW_ALERT_QUIET_PERIOD_S")
+    )
+
+    @field_validator("health_expect")
+    @classmethod
+    def _known_processes(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = [n for n in names if n not in ("worker", "watcher")]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: expected a list of worker, watcher")
+        return ",".join(names)
 
     @field_validator("influxdb_url")
     @classmethod

@@ -14,16 +14,21 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import multiprocessing
+import os
+import select
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powerview import events
 from powerview import settings as config
 from powerview.queue import Job, JobQueue, this_owner
+
+if TYPE_CHECKING:
+    from powerview.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,10 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     result = {
         "status": report.status,
         "points": report.nb_points,
+        # For the metrics, counted in the main process (see metrics.py).
+        "company": report.company,
+        "device_sn": str((report.format or {}).get("master_sn") or report.device_sn or ""),
+        "duration_s": report.duration_s,
         "moved_to": report.moved_to,
         "error": report.error,
     }
@@ -91,11 +100,53 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     return {"outcome": "done", **result}
 
 
+def exit_with_worker(worker_pid: int) -> None:
+    """Pool process initializer: end this process as soon as the worker dies.
+
+    Without it a worker killed with SIGKILL leaves its pool processes (and the
+    forkserver, which they keep alive) running for ever, and one that was
+    mid-job finishes it while the restarted worker, seeing the job's owner
+    dead, runs the same job again. Dying mid-job is safe: ingestion is
+    idempotent and an interrupted move is finished by the next run.
+    """
+    try:
+        pidfd: int | None = os.pidfd_open(worker_pid)
+    except (AttributeError, OSError):  # no pidfd here, or the worker is gone already
+        pidfd = None
+
+    def wait() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])
+        else:
+            while _alive(worker_pid):
+                time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=wait, name="exit-with-worker", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Worker:
     """The worker loop; `stop()` (or SIGTERM/SIGINT) lets running jobs finish."""
 
-    def __init__(self, queue: JobQueue, data_root: Path, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        data_root: Path,
+        options: WorkerOptions,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.queue = queue
+        self.metrics = metrics
         self.data_root = data_root
         self.options = options
         self.owner = this_owner()
@@ -113,7 +164,12 @@ class Worker:
     def run(self, until_idle: bool = False) -> int:
         """Work until stopped (or, with `until_idle`, until nothing is left to do)."""
         context = multiprocessing.get_context("forkserver")
-        pool = cf.ProcessPoolExecutor(max_workers=self.options.concurrency, mp_context=context)
+        pool = cf.ProcessPoolExecutor(
+            max_workers=self.options.concurrency,
+            mp_context=context,
+            initializer=exit_with_worker,
+            initargs=(os.getpid(),),
+        )
         next_scan = 0.0
         next_beat = 0.0
         try:
@@ -185,6 +241,8 @@ class Worker:
             self._record(job, result)
 
     def _record(self, job: Job, result: dict[str, Any]) -> None:
+        if self.metrics is not None:
+            self.metrics.record_job(job.kind, job.enqueued_at, result)
         outcome = result.get("outcome")
         if outcome == "done":
             self.queue.finish(job, result, rerun_delay_s=self.options.settle_s)

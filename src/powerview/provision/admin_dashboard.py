@@ -1,0 +1,159 @@
+"""The admin's ingestion dashboard, in the admin's own Grafana organization.
+
+The dashboard JSON lives in the repository
+(`grafana-automation/dashboards/admin.json`) with Flux queries over the meta
+bucket; provisioning fills in the datasource and the two constants
+(`meta_bucket`, `cadence_h`) and posts it with grafana-client, beside:
+
+- an InfluxDB read token scoped to the meta bucket (never the admin token),
+  kept like the companies' tokens in the state folder;
+- a datasource `powerview_meta` (uid `pv-admin-meta`) holding that token;
+- a folder `PowerView admin` (uid `pv-admin`).
+
+Everything goes into the organization the Grafana credentials act in (no
+`X-Grafana-Org-Id`): the admin's own, never a company's. Each step looks
+first and changes only what differs, as the tenant provisioning does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from powerview.exceptions import ConfigError
+from powerview.influx import open_target
+from powerview.provision.grafana import Change, _absent, connector, grafana_step
+from powerview.provision.playbook import AUTOMATION_DIR
+from powerview.provision.tokens import ensure_read_token
+from powerview.settings import Settings
+
+DASHBOARD_FILE = AUTOMATION_DIR / "dashboards" / "admin.json"
+DATASOURCE_UID = "pv-admin-meta"
+DATASOURCE_NAME = "powerview_meta"
+FOLDER_UID = "pv-admin"
+FOLDER_TITLE = "PowerView admin"
+
+
+def load_dashboard(
+    meta_bucket: str,
+    cadence_h: float,
+    datasource_uid: str = DATASOURCE_UID,
+    datasource_type: str = "influxdb-adecwatts-datasource",
+    path: Path = DASHBOARD_FILE,
+) -> dict[str, Any]:
+    """The dashboard JSON with its datasource and constants filled in."""
+    dashboard: dict[str, Any] = json.loads(path.read_text())
+    datasource = {"type": datasource_type, "uid": datasource_uid}
+    for panel in dashboard["panels"]:
+        panel["datasource"] = copy.deepcopy(datasource)
+        for target in panel.get("targets", []):
+            target["datasource"] = copy.deepcopy(datasource)
+    constants = {"meta_bucket": meta_bucket, "cadence_h": f"{cadence_h:g}"}
+    for variable in dashboard["templating"]["list"]:
+        if variable["name"] in constants:
+            variable["query"] = constants[variable["name"]]
+    return dashboard
+
+
+def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[Change]:
+    """Create or update the admin dashboard and what it needs; `check`: change nothing."""
+    if not settings.grafana_url:
+        raise ConfigError("GRAFANA_URL is not set: the admin dashboard goes to Grafana")
+    changes: list[Change] = []
+    token: str | None = None
+    token_created = False
+    if not check:
+        target = open_target(settings)
+        try:
+            secrets = settings.state_dir.resolve() / "secrets"
+            state = ensure_read_token(
+                target.client, settings.influxdb_org, settings.meta_bucket, secrets
+            )
+        finally:
+            target.close()
+        token = state.token_file.read_text().strip()
+        token_created = state.created
+        if token_created:
+            changes.append(Change(f"read token for bucket {settings.meta_bucket}", "create"))
+    api = connector(
+        settings.grafana_url,
+        settings.grafana_username,
+        settings.grafana_password.get_secret_value() if settings.grafana_password else None,
+        settings.grafana_api_token.get_secret_value() if settings.grafana_api_token else None,
+    )(None)
+    with grafana_step(f"folder {FOLDER_TITLE}"):
+        if _absent(lambda: api.folder.get_folder(FOLDER_UID)) is None:
+            changes.append(Change(f"folder {FOLDER_TITLE}", "create", f"uid {FOLDER_UID}"))
+            if not check:
+                api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
+    body: dict[str, Any] = {
+        "name": DATASOURCE_NAME,
+        "uid": DATASOURCE_UID,
+        "type": settings.grafana_datasource_type,
+        "access": "proxy",
+        "url": settings.grafana_influxdb_url or settings.influxdb_url,
+        "isDefault": False,
+        "jsonData": {
+            "version": "Flux",
+            "organization": settings.influxdb_org,
+            "defaultBucket": settings.meta_bucket,
+            "httpMode": "POST",
+        },
+    }
+    resource = f"datasource {DATASOURCE_NAME}"
+    with grafana_step(resource):
+        existing = _absent(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID))
+        if existing is None:
+            changes.append(Change(resource, "create", f"bucket {settings.meta_bucket}"))
+            if not check:
+                api.datasource.create_datasource({**body, "secureJsonData": {"token": token}})
+        else:
+            differences = [k for k in ("name", "type", "url") if existing.get(k) != body[k]]
+            have = existing.get("jsonData") or {}
+            differences += [k for k, v in body["jsonData"].items() if have.get(k) != v]
+            token_set = (existing.get("secureJsonFields") or {}).get("token")
+            if token_created or not token_set:
+                differences.append("token")
+            if differences:
+                changes.append(Change(resource, "update", ", ".join(differences)))
+                if not check:
+                    update = {
+                        **body,
+                        "id": existing.get("id"),
+                        "version": existing.get("version"),
+                        "secureJsonData": {"token": token},
+                    }
+                    api.datasource.update_datasource_by_uid(DATASOURCE_UID, update)
+    wanted = load_dashboard(
+        settings.meta_bucket,
+        settings.expected_cadence_h,
+        DATASOURCE_UID,
+        settings.grafana_datasource_type,
+    )
+    resource = f"dashboard {wanted['title']}"
+    with grafana_step(resource):
+        current = _absent(lambda: api.dashboard.get_dashboard(wanted["uid"]))
+        if current is not None:
+            stored = {
+                k: v
+                for k, v in (current.get("dashboard") or {}).items()
+                if k not in ("id", "version")
+            }
+            in_folder = (current.get("meta") or {}).get("folderUid") == FOLDER_UID
+            if stored == wanted and in_folder:
+                return changes
+        changes.append(
+            Change(resource, "create" if current is None else "update", f"uid {wanted['uid']}")
+        )
+        if not check:
+            api.dashboard.update_dashboard(
+                {
+                    "dashboard": wanted,
+                    "folderUid": FOLDER_UID,
+                    "overwrite": True,
+                    "message": "powerview admin dashboard",
+                }
+            )
+    return changes
