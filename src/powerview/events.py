@@ -218,13 +218,25 @@ class TreeWatcher:
         scan(self.root, self._on_decision)
 
     def _watch_tree(self, top: Path) -> None:
-        for folder, dirs, _ in os.walk(top):
-            dirs[:] = [d for d in dirs if d not in layout.OUTCOME_DIRS and not d.startswith(".")]
+        # Each folder is watched before it is listed: a subfolder made in
+        # between is then seen either way (os.walk lists first, and a folder
+        # made between its listing and the watch was never watched).
+        todo = [top]
+        while todo:
+            folder = todo.pop()
             try:
                 wd = self._inotify.add_watch(folder, _DIR_MASK)
-            except FileNotFoundError:
+                self._paths[wd] = Path(folder)
+                with os.scandir(folder) as entries:
+                    todo += [
+                        Path(e.path)
+                        for e in entries
+                        if e.is_dir(follow_symlinks=False)
+                        and e.name not in layout.OUTCOME_DIRS
+                        and not e.name.startswith(".")
+                    ]
+            except (FileNotFoundError, NotADirectoryError):
                 continue  # removed meanwhile
-            self._paths[wd] = Path(folder)
 
     def poll(self, timeout_ms: int = 500) -> int:
         """Read and handle the events that arrive within `timeout_ms`; returns their count."""

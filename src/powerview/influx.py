@@ -162,7 +162,13 @@ class InfluxTarget:
             found = api.find_bucket_by_name(bucket)
             if found is None:
                 rules = BucketRetentionRules(type="expire", every_seconds=retention_s)
-                api.create_bucket(bucket_name=bucket, org=self._org, retention_rules=rules)
+                try:
+                    api.create_bucket(bucket_name=bucket, org=self._org, retention_rules=rules)
+                except ApiException as exc:
+                    # 422 "already exists": another process created it meanwhile (the
+                    # first files of a new company ingested at once), not a bad file.
+                    if exc.status != 422 or api.find_bucket_by_name(bucket) is None:
+                        raise
                 log.info("created bucket %s", bucket)
         self._known_buckets.add(bucket)
 

@@ -103,6 +103,10 @@ class JobQueue:
 
     def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite creates a new database 0644 whatever the umask (its -wal and -shm
+        # files copy that mode): create it here so the umask decides, and the SFTPGo
+        # hook's user and the worker's can share the queue (umask 0007, one group).
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o666))
         self.path = path
         self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
         self._db.row_factory = sqlite3.Row
@@ -214,8 +218,9 @@ class JobQueue:
                 " not_before = CASE WHEN rerun THEN ? ELSE not_before END,"
                 " attempts = CASE WHEN rerun THEN 0 ELSE attempts END,"
                 " rerun = 0, finished_at = ?, owner = NULL, lease_until = NULL,"
-                " result = ?, last_error = NULL WHERE id = ? AND state = 'running'",
-                (now + rerun_delay_s, now, json.dumps(result), job.id),
+                " result = ?, last_error = NULL WHERE id = ? AND state = 'running'"
+                " AND owner IS ? AND started_at IS ?",  # this run's claim, not a later one
+                (now + rerun_delay_s, now, json.dumps(result), job.id, job.owner, job.started_at),
             )
 
     def retry_or_fail(
@@ -228,7 +233,8 @@ class JobQueue:
             db.execute(
                 "UPDATE jobs SET state = ?, not_before = ?, finished_at = ?, owner = NULL,"
                 " lease_until = NULL, last_error = ?, result = ?"
-                " WHERE id = ? AND state = 'running'",
+                " WHERE id = ? AND state = 'running'"
+                " AND owner IS ? AND started_at IS ?",  # this run's claim, not a later one
                 (
                     state,
                     now + (retry_in_s or 0.0),
@@ -236,6 +242,8 @@ class JobQueue:
                     error[:2000],
                     json.dumps(result) if result is not None else None,
                     job.id,
+                    job.owner,
+                    job.started_at,
                 ),
             )
         return state
@@ -246,8 +254,9 @@ class JobQueue:
             db.execute(
                 "UPDATE jobs SET state = 'queued', not_before = max(not_before, ?),"
                 " attempts = max(0, attempts - 1), owner = NULL, lease_until = NULL,"
-                " rerun = 0 WHERE id = ? AND state = 'running'",
-                (time.time() + delay_s, job.id),
+                " rerun = 0 WHERE id = ? AND state = 'running'"
+                " AND owner IS ? AND started_at IS ?",  # this run's claim, not a later one
+                (time.time() + delay_s, job.id, job.owner, job.started_at),
             )
 
     def recover(self, alive: set[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from influxdb_client import Authorization, Bucket, InfluxDBClient, Permission, PermissionResource
+from influxdb_client.rest import ApiException
 
 from powerview.exceptions import InfluxWriteError
 from powerview.influx import map_influx_errors
@@ -52,7 +53,12 @@ def ensure_bucket(client: InfluxDBClient, org: str, company: str) -> Bucket:
     with map_influx_errors(f"ensuring bucket {name!r}"):
         bucket = api.find_bucket_by_name(name)
         if bucket is None:
-            bucket = api.create_bucket(bucket_name=name, org=org)
+            try:
+                bucket = api.create_bucket(bucket_name=name, org=org)
+            except ApiException as exc:  # 422: created meanwhile by an ingestion
+                bucket = api.find_bucket_by_name(name) if exc.status == 422 else None
+                if bucket is None:
+                    raise
     return bucket
 
 
