@@ -146,8 +146,8 @@ class JobQueue:
         """Queue a job unless the same one already waits; True if something changed.
 
         A waiting job keeps one row (its start is pushed back to the later
-        `delay_s`); a running one is marked to run again when it ends; a done
-        or failed one is queued again (unless `requeue_done` is False).
+        `delay_s`); a running one is marked to run again when it ends; a failed
+        one is queued again, and so is a done one unless `requeue_done` is False.
         """
         now = time.time()
         key = job_key(kind, subject)
@@ -170,8 +170,8 @@ class JobQueue:
             if state == "running":
                 db.execute("UPDATE jobs SET rerun = 1 WHERE key = ?", (key,))
                 return True
-            if not requeue_done:
-                return False
+            if not requeue_done and state == "done":
+                return False  # a failed job is always worth another try
             db.execute(
                 "UPDATE jobs SET state = 'queued', attempts = 0, not_before = ?, enqueued_at = ?,"
                 " payload = ?, source = ?, owner = NULL, lease_until = NULL, last_error = NULL,"
@@ -317,6 +317,15 @@ class JobQueue:
         for row in self._db.execute("SELECT state, count(*) AS n FROM jobs GROUP BY state"):
             found[row["state"]] = row["n"]
         return found
+
+    def ready_within(self, seconds: float) -> int:
+        """Jobs running, or queued to start within `seconds` (not those in a long backoff)."""
+        row = self._db.execute(
+            "SELECT count(*) AS n FROM jobs WHERE state = 'running'"
+            " OR (state = 'queued' AND not_before <= ?)",
+            (time.time() + seconds,),
+        ).fetchone()
+        return int(row["n"])
 
     def oldest_waiting_age_s(self) -> float | None:
         row = self._db.execute(

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEARTBEAT_NAME = "worker"
+# `--until-idle` waits for jobs due within this many seconds (uploads settling,
+# the first retries), not for the long backoffs of an outage: cron runs again.
+UNTIL_IDLE_LOOKAHEAD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -210,8 +213,8 @@ class Worker:
             log.error("scan of %s failed: %s", self.data_root, exc)
 
     def _has_ready_or_soon(self) -> bool:
-        counts = self.queue.counts()
-        return counts["queued"] > 0 or counts["running"] > 0
+        """Work due within a short while; a job in a long backoff waits for the next run."""
+        return self.queue.ready_within(UNTIL_IDLE_LOOKAHEAD_S) > 0
 
     def _fill(self, pool: cf.ProcessPoolExecutor) -> None:
         while len(self._running) < self.options.concurrency and not self._stop.is_set():

@@ -242,6 +242,24 @@ def test_requeue_done_false_leaves_finished_jobs_alone(queue: JobQueue) -> None:
     assert queue.get("provision", "acme/c1").state == "done"
 
 
+def test_requeue_done_false_still_gives_a_failed_job_another_try(queue: JobQueue) -> None:
+    queue.enqueue("provision", "acme/c1", {"company": "acme", "campaign": "c1"})
+    job = queue.claim("w", 60)
+    assert queue.retry_or_fail(job, "Grafana down", None) == "failed"
+    assert queue.enqueue("provision", "acme/c1", {}, requeue_done=False) is True
+    assert queue.get("provision", "acme/c1").state == "queued"
+
+
+def test_ready_within_ignores_jobs_in_a_long_backoff(queue: JobQueue) -> None:
+    add(queue, 1)
+    add(queue, 2, delay_s=3600)
+    assert queue.ready_within(10) == 1
+    job = queue.claim("w", 60)
+    assert queue.ready_within(10) == 1  # running counts
+    queue.retry_or_fail(job, "down", 600)
+    assert queue.ready_within(10) == 0
+
+
 # -- retries, backoff, failure ------------------------------------------------------------
 
 
