@@ -10,23 +10,24 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from powerview import layout, stack
 from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError, PowerViewError
 from powerview.exit_status import ExitStatus
-from powerview.formats import open_device_file
-from powerview.influx import InfluxTarget, NullWriter, open_target, summarize_bucket
-from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
-from powerview.lineprotocol import BatchEncoder
-from powerview.report import FileReport, RunReport, iso_epoch
-from powerview.schema import series_for
+
+if TYPE_CHECKING:
+    from powerview.influx import InfluxTarget
+    from powerview.report import FileReport, RunReport
+
+# The pipeline's modules (influxdb-client, the parser, rich's progress bar) are
+# imported by the commands that use them: `powerview hook`, which SFTPGo runs on
+# every upload, then starts in about a third of the time.
 
 # Pipes and CI logs get wide lines rather than rich's default 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -186,6 +187,17 @@ def ingest_command(
     (unusable, reason in the report) beside it; if InfluxDB fails, it stays put.
     Exit status: 0 all ingested, 1 some files rejected, 2 infrastructure error.
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from powerview.influx import InfluxTarget, NullWriter
+    from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
+
     settings = _settings()
     root = _data_root_for(paths, data_root, settings.data_root).resolve()
     files = [p.resolve() for p in layout.find_files(paths)]
@@ -281,6 +293,12 @@ def _short(path: str, base: str) -> str:
 @click.option("--campaign", help="Campaign tag [default: the file's campaign folder].")
 def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     """Print what a device file holds, without any server; counts go to stderr."""
+    from powerview.formats import open_device_file
+    from powerview.ingest import parse_options
+    from powerview.lineprotocol import BatchEncoder
+    from powerview.report import iso_epoch
+    from powerview.schema import series_for
+
     settings = _settings()
     folder = file.resolve().parent
     if folder.name in layout.OUTCOME_DIRS:  # already moved to parsed/ or error/
@@ -329,6 +347,8 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
 @click.argument("companies", nargs=-1, required=True)
 def summary_command(companies: tuple[str, ...]) -> ExitStatus:
     """Show what InfluxDB holds for companies: points, channels, time range per device."""
+    from powerview.influx import summarize_bucket
+
     settings = _settings()
     target = open_target(settings)
     try:
@@ -756,6 +776,13 @@ def admin_dashboard_command(check: bool) -> ExitStatus:
     if not changes:
         out.print("admin dashboard: no change")
     return ExitStatus.OK
+
+
+def open_target(settings: config.Settings) -> InfluxTarget:
+    """The configured InfluxDB, imported on demand (see the note on imports)."""
+    from powerview.influx import open_target as open_influx
+
+    return open_influx(settings)
 
 
 def _when(moment: object) -> str:
