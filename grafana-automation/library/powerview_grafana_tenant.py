@@ -88,16 +88,22 @@ def main() -> None:
             "with_user": {"type": "bool", "default": False},
             "enterprise": {"type": "bool", "default": False},
             "grafana_url": {
-                "type": "str", "required": True, "fallback": (env_fallback, ["GRAFANA_URL"])
+                "type": "str",
+                "required": True,
+                "fallback": (env_fallback, ["GRAFANA_URL"]),
             },
             "grafana_username": {"type": "str", "fallback": (env_fallback, ["GRAFANA_USERNAME"])},
             "grafana_password": {
-                "type": "str", "no_log": True, "fallback": (env_fallback, ["GRAFANA_PASSWORD"])
+                "type": "str",
+                "no_log": True,
+                "fallback": (env_fallback, ["GRAFANA_PASSWORD"]),
             },
             "grafana_api_token": {
-                "type": "str", "no_log": True, "fallback": (env_fallback, ["GRAFANA_API_TOKEN"])
+                "type": "str",
+                "no_log": True,
+                "fallback": (env_fallback, ["GRAFANA_API_TOKEN"]),
             },
-        },  # fmt: skip
+        },
         required_one_of=[("grafana_password", "grafana_api_token")],
         required_together=[("grafana_username", "grafana_password")],
         required_if=[("default_user", True, ("password_file",))],
