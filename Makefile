@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup influxd demo test lint bench clean
+.PHONY: setup influxd apt demo test lint bench clean
 
 setup: $(VENV)/.installed influxd
 
@@ -15,6 +15,20 @@ $(VENV)/.installed: pyproject.toml
 
 influxd:
 	scripts/install-influxd >/dev/null
+
+# Debian's OpenSSH server and client: the end-to-end tests run a real sshd
+# (internal-sftp, chroot per company) and need ssh-keygen and sftp.
+APT_PACKAGES := openssh-server openssh-client
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+apt:
+	@if [ -x /usr/sbin/sshd ] && command -v sftp >/dev/null 2>&1; then \
+		echo "apt: openssh-server and openssh-client already installed"; \
+	else \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
 
 # A fresh copy of examples/data each time: ingestion moves files to parsed/ and error/.
 DEMO_DATA := .powerview/demo-data
@@ -30,7 +44,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup lint
+test: setup apt lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -74,7 +74,18 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
         return {"outcome": "done", "status": "gone"}  # handled already, or removed
     busy = events.still_being_written(path, settle_s)
     if busy:
-        return {"outcome": "postpone", "delay_s": settle_s, "error": f"upload in progress: {busy}"}
+        # A file that is only too recent is looked at again when its settle
+        # time is over, not a whole settle time after this look.
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:
+            age = 0.0
+        delay = settle_s - age if 0.0 <= age < settle_s else settle_s
+        return {
+            "outcome": "postpone",
+            "delay_s": max(0.05, delay),
+            "error": f"upload in progress: {busy}",
+        }
     settings = config.load()
     target = open_target(settings)
     try:
