@@ -71,11 +71,21 @@ def _clean_path(text: str, data_root: Path) -> tuple[Path, tuple[str, ...]] | st
         return f"path {text!r} is not absolute"
     if os.path.normpath(text) != text.rstrip("/") or "/../" in f"{text}/":
         return f"path {text!r} is not in normal form"
-    root = os.path.normpath(os.path.realpath(data_root))
-    real = os.path.normpath(os.path.realpath(text))  # a symlink may not lead out of the root
-    if os.path.commonpath([root, real]) != root:
+    given = os.path.normpath(text)
+    root = os.path.realpath(data_root)
+    # The path may name the root as configured or as resolved (a symlinked root).
+    for base in (os.path.normpath(os.path.abspath(data_root)), root):
+        if os.path.commonpath([base, given]) == base:
+            relative = os.path.relpath(given, base)
+            break
+    else:
         return f"path {text!r} is outside the data root {data_root}"
-    parts = Path(real).relative_to(root).parts
+    # Below the root, no symbolic link: a client could plant one that points at
+    # another company's file or folder and have it processed.
+    real = os.path.normpath(os.path.join(root, relative))
+    if os.path.realpath(real) != real:
+        return f"path {text!r} goes through a symbolic link"
+    parts = () if relative == "." else Path(relative).parts
     return Path(real), parts
 
 
@@ -127,12 +137,20 @@ def decide_sftpgo(
         if status != SFTPGO_STATUS_OK:
             meaning = {"2": "failed or partial transfer", "3": "quota exceeded"}
             return ignore(f"upload status {status!r} ({meaning.get(status, 'unknown')})")
-        return decide_path("file", env.get("SFTPGO_ACTION_PATH", ""), data_root, company)
+        return _complete(decide_path("file", env.get("SFTPGO_ACTION_PATH", ""), data_root, company))
     if action == "rename":
-        return decide_path("file", env.get("SFTPGO_ACTION_TARGET", ""), data_root, company)
+        target = env.get("SFTPGO_ACTION_TARGET", "")
+        return _complete(decide_path("file", target, data_root, company))
     if action == "mkdir":
         return decide_path("dir", env.get("SFTPGO_ACTION_PATH", ""), data_root, company)
     return ignore(f"action {action!r} is not handled")
+
+
+def _complete(decision: Decision) -> Decision:
+    """SFTPGo says the transfer ended well: the worker need not wait for the file to settle."""
+    if decision.kind == "ingest":
+        decision.payload["complete"] = True
+    return decision
 
 
 def enqueue(queue: JobQueue, decision: Decision, source: str, delay_s: float = 0.0) -> bool:

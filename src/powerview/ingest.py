@@ -74,7 +74,9 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     started = time.perf_counter()
     report = FileReport(path=str(path), file_name=path.name)
     if not layout.is_candidate(path):
-        report.error = "not a waiting upload: already processed, temporary or not a .tsv file"
+        report.error = (
+            "not a waiting upload: already processed, temporary, a symbolic link or not a .tsv file"
+        )
         report.duration_s = round(time.perf_counter() - started, 4)
         return report  # skipped, left where it is
     try:

@@ -78,13 +78,18 @@ def locate(path: Path, data_root: Path) -> Location:
 
 
 def is_candidate(path: Path) -> bool:
-    """A finished upload waiting to be ingested (not a temporary, not processed)."""
+    """A finished upload waiting to be ingested (not a temporary, not processed).
+
+    Never a symbolic link: a client could plant one pointing at another
+    company's file and have it processed.
+    """
     name = path.name
     return (
         name.lower().endswith(DATA_SUFFIX)
         and not name.startswith(_TEMPORARY_PREFIXES)
         and not name.lower().endswith(_TEMPORARY_SUFFIXES)
         and path.parent.name not in OUTCOME_DIRS
+        and not path.is_symlink()
     )
 
 

@@ -57,7 +57,8 @@ def backoff_s(attempts: int, cap: float) -> float:
 def run_job(kind: str, payload: dict[str, Any], settle_s: float) -> dict[str, Any]:
     """Run one job in a pool process; returns {"outcome": done|retry|failed, ...}."""
     if kind == "ingest":
-        return _ingest_job(Path(payload["path"]), settle_s)
+        # A transfer SFTPGo reported complete needs no settle time (still-open check only).
+        return _ingest_job(Path(payload["path"]), 0.0 if payload.get("complete") else settle_s)
     if kind == "provision":
         from powerview.provision import provision_campaign
 

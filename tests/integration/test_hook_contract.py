@@ -191,6 +191,7 @@ def test_every_event_exits_0_fast_and_queues_the_expected_job(
                 "company": "acme",
                 "campaign": "c1",
                 "device_sn": SN,
+                "complete": True,  # SFTPGo reported the transfer finished: no settle wait
             }
         else:
             company, campaign = subject.split("/")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from powerview import events
-from powerview.events import Decision, decide_sftpgo, parse_user_map
+from powerview.events import Decision, decide_path, decide_sftpgo, parse_user_map
 
 SN = "02001084"
 
@@ -45,7 +45,9 @@ def sftpgo(action: str, user: str, path: Path | str, target: Path | str = "", st
 def assert_ingest(decision: Decision, path: Path, company: str, campaign: str, sn: str) -> None:
     assert decision.kind == "ingest", decision.reason
     assert decision.subject == str(path)
-    assert decision.payload == {
+    # SFTPGo's completed transfers say so (no settle wait); checked on its own below.
+    payload = {k: v for k, v in decision.payload.items() if k != "complete"}
+    assert payload == {
         "path": str(path),
         "company": company,
         "campaign": campaign,
@@ -65,6 +67,28 @@ def assert_ignored(decision: Decision, *words: str) -> None:
 
 
 # -- upload ------------------------------------------------------------------------
+
+
+def test_sftpgo_transfers_are_marked_complete_and_watcher_events_are_not(root: Path) -> None:
+    path = root / "acme" / "c1" / SN / "T302_251012_031720.tsv"
+    part = path.with_name(path.name + ".filepart")
+    assert decide_sftpgo(sftpgo("upload", "acme", path), root).payload["complete"] is True
+    renamed = decide_sftpgo(sftpgo("rename", "acme", part, target=path), root)
+    assert renamed.payload["complete"] is True
+    assert "complete" not in decide_path("file", str(path), root).payload
+
+
+def test_a_symbolic_link_is_never_ingested(root: Path, tmp_path: Path) -> None:
+    victim = root / "globex" / "g1" / SN / "T302_251012_031720.tsv"
+    victim.write_text("data of another company")
+    planted = root / "acme" / "c1" / SN / "T302_251012_031720.tsv"
+    planted.symlink_to(victim)
+    assert_ignored(decide_path("file", str(planted), root), "symbolic link")
+    inside = root / "acme" / "c1" / SN / "other.tsv"
+    real = root / "acme" / "c1" / SN / "real.tsv"
+    real.write_text("x")
+    inside.symlink_to(real)
+    assert_ignored(decide_path("file", str(inside), root), "symbolic link")
 
 
 @pytest.mark.parametrize("action", ["upload", "first-upload"])
@@ -292,8 +316,9 @@ def test_a_symlinked_folder_leading_out_of_the_tree_is_ignored(root: Path, tmp_p
     (outside / SN / "x.tsv").write_text("secret\n")
     (root / "acme" / "evil").symlink_to(outside)  # acme/evil/<sn>/x.tsv is really outside
     path = root / "acme" / "evil" / SN / "x.tsv"
-    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", path), root), "outside")
-    assert_ignored(decide_sftpgo(sftpgo("mkdir", "acme", root / "acme" / "evil"), root), "outside")
+    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", path), root), "symbolic link")
+    evil = root / "acme" / "evil"
+    assert_ignored(decide_sftpgo(sftpgo("mkdir", "acme", evil), root), "symbolic link")
 
 
 def test_a_symlinked_file_leading_out_of_the_tree_is_ignored(root: Path, tmp_path: Path) -> None:
@@ -301,16 +326,18 @@ def test_a_symlinked_file_leading_out_of_the_tree_is_ignored(root: Path, tmp_pat
     secret.write_text("secret\n")
     link = root / "acme" / "c1" / SN / "x.tsv"
     link.symlink_to(secret)
-    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", link), root), "outside")
+    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", link), root), "symbolic link")
     folder = root / "acme" / "c1" / SN
     decision = decide_sftpgo(sftpgo("rename", "acme", folder / "x.part", link), root)
-    assert_ignored(decision, "outside")
+    assert_ignored(decision, "symbolic link")
 
 
-def test_a_symlink_into_another_company_is_judged_by_where_it_leads(root: Path) -> None:
+def test_a_symlink_into_another_company_is_refused(root: Path) -> None:
     (root / "acme" / "c1" / "peek").symlink_to(root / "globex" / "g1" / SN)
     path = root / "acme" / "c1" / "peek" / "x.tsv"
-    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", path), root), "outside its folder")
+    assert_ignored(decide_sftpgo(sftpgo("upload", "acme", path), root), "symbolic link")
+    # The watcher has no acting user to check: the link itself is the refusal.
+    assert_ignored(decide_path("file", str(path), root), "symbolic link")
 
 
 def test_a_data_root_reached_through_a_symlink_still_works(root: Path, tmp_path: Path) -> None:
