@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from powerview.exceptions import FormatError, InfrastructureError
 from powerview.influx import InfluxTarget, make_client, map_influx_errors
+from powerview.processes import pid_alive
 from powerview.queue import QUEUE_FILE, JobQueue
 from powerview.report import FILE_MEASUREMENT
 from powerview.settings import Settings
@@ -375,7 +376,7 @@ def check_process(
             name, Status.OK, f"alive: {where}, beat {ago(age)} ago{extra}", data=data
         )
     gone = ""
-    if beat["host"] == socket.gethostname() and not _pid_alive(int(beat["pid"])):
+    if beat["host"] == socket.gethostname() and not pid_alive(int(beat["pid"])):
         gone = " (that process no longer runs)"
     status = Status.CRITICAL if expected else Status.WARNING
     hint = "" if expected else "; not expected (POWERVIEW_HEALTH_EXPECT), so a warning"
@@ -385,16 +386,6 @@ def check_process(
         f"heartbeat stale: last beat {ago(age)} ago (limit {ago(max_age)}), {where}{gone}{hint}",
         data=data,
     )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_data_root(root: Path) -> CheckResult:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from powerview.processes import pid_alive
+
 JobKind = Literal["ingest", "provision"]
 JobState = Literal["queued", "running", "done", "failed"]
 QUEUE_FILE = "queue.sqlite3"
@@ -356,10 +358,4 @@ def _local_owner_dead(owner: str, host: str) -> bool:
     name, _, pid_text = owner.rpartition(":")
     if name != host or not pid_text.isdigit():
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return not pid_alive(int(pid_text))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from powerview.exceptions import StackError
+from powerview.processes import pid_alive
 
 INFLUXD_VERSION = "v2.8.0"
 HOST = "127.0.0.1"
@@ -258,12 +259,8 @@ class InfluxServer:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     # A zombie child of ours counts as gone.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from powerview import events
 from powerview import settings as config
+from powerview.processes import pid_alive
 from powerview.queue import Job, JobQueue, this_owner
 
 if TYPE_CHECKING:
@@ -133,21 +134,11 @@ def exit_with_worker(worker_pid: int) -> None:
         if pidfd is not None:
             select.select([pidfd], [], [])
         else:
-            while _alive(worker_pid):
+            while pid_alive(worker_pid):
                 time.sleep(0.5)
         os._exit(1)
 
     threading.Thread(target=wait, name="exit-with-worker", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Worker:
