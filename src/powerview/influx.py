@@ -9,7 +9,8 @@ Writes are gzip-compressed here with zlib level 1 rather than by the client's
 `enable_gzip`, which uses level 9: on line protocol, level 1 compresses about
 as well (the text is very repetitive) at several times the speed, and the
 compression runs in a writer thread (zlib releases the GIL) while the next
-batch is parsed. Measured in bench/bench_ingest.py.
+batch is parsed. To a server on the same machine nothing is compressed (see
+Settings.effective_gzip_level). Measured in bench/bench_ingest.py.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def open_target(settings: Settings) -> InfluxTarget:
         settings.influxdb_timeout_s,
         retries=settings.influxdb_retries,
     )
-    return InfluxTarget(client, settings.influxdb_org, settings.influxdb_gzip_level)
+    return InfluxTarget(client, settings.influxdb_org, settings.effective_gzip_level)
 
 
 class InfluxTarget:

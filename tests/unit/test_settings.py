@@ -378,3 +378,23 @@ def test_settings_are_frozen() -> None:
     settings = config.load()
     with pytest.raises(ValueError, match="frozen"):
         settings.influxdb_org = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("url", "given", "expected"),
+    [
+        ("http://127.0.0.1:8086", None, 0),
+        ("http://localhost:8086", None, 0),
+        ("http://[::1]:8086", None, 0),
+        ("https://influx.example.org", None, 1),
+        ("http://127.0.0.1:8086", "6", 6),
+        ("https://influx.example.org", "0", 0),
+    ],
+)
+def test_gzip_is_off_on_loopback_unless_set(
+    monkeypatch: pytest.MonkeyPatch, url: str, given: str | None, expected: int
+) -> None:
+    monkeypatch.setenv("INFLUXDB_URL", url)
+    if given is not None:
+        monkeypatch.setenv("POWERVIEW_INFLUXDB_GZIP_LEVEL", given)
+    assert config.load().effective_gzip_level == expected
