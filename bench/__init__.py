@@ -1,0 +1,1 @@
+"""PowerView benchmarks: scripts that print figures, never tests (see README.md)."""
