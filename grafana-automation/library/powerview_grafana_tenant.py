@@ -63,12 +63,14 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
 
 
 def _write_secret(path: str, value: str) -> None:
+    from pathlib import Path
+
+    from powerview.private_files import write_private
+
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
+    write_private(Path(path), value + "\n")
 
 
 def main() -> None:

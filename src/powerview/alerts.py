@@ -41,6 +41,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from powerview.health import CheckResult, HealthReport, Status, ago, iso, mask_url
+from powerview.private_files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -320,12 +321,8 @@ def load_state(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def save_state(state_dir: Path, problems: dict[str, dict[str, Any]]) -> None:
-    path = state_dir / STATE_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"version": STATE_VERSION, "problems": problems}, out, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    state = {"version": STATE_VERSION, "problems": problems}
+    write_private(state_dir / STATE_FILE, json.dumps(state, indent=1, sort_keys=True))
 
 
 def notify(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from powerview.exceptions import StackError
+from powerview.private_files import write_private
 from powerview.processes import pid_alive
 
 INFLUXD_VERSION = "v2.8.0"
@@ -399,11 +400,6 @@ def stack_status(state_dir: Path, port: int, binary: Path | None = None) -> Stac
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Write `KEY=value` lines readable by the owner only (mode 0600), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("# Written by `powerview stack up`: the local InfluxDB's admin settings.\n")
-        for key, value in values.items():
-            out.write(f"{key}={value}\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    lines = ["# Written by `powerview stack up`: the local InfluxDB's admin settings."]
+    lines += [f"{key}={value}" for key, value in values.items()]
+    write_private(path, "\n".join(lines) + "\n")

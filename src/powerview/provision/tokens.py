@@ -9,7 +9,6 @@ in a 0600 file of the state folder; a token whose value was lost is replaced
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from influxdb_client.rest import ApiException
 from powerview.exceptions import InfluxWriteError
 from powerview.influx import map_influx_errors
 from powerview.layout import check_name
+from powerview.private_files import write_private
 
 TOKEN_PREFIX = "powerview_token_for_bucket_"  # noqa: S105  (a description, not a secret)
 
@@ -122,8 +122,4 @@ def revoke_tokens(client: InfluxDBClient, org: str, company: str, secrets_dir: P
 
 def _write_secret(path: Path, value: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
-    os.replace(tmp, path)
+    write_private(path, value + "\n")
