@@ -24,7 +24,14 @@ from typing import Any
 
 from powerview.exceptions import ConfigError
 from powerview.influx import open_target
-from powerview.provision.grafana import Change, _absent, connector, grafana_step
+from powerview.provision.grafana import (
+    Change,
+    _absent,
+    connector,
+    datasource_differences,
+    flux_datasource,
+    grafana_step,
+)
 from powerview.provision.playbook import AUTOMATION_DIR
 from powerview.provision.tokens import ensure_read_token
 from powerview.settings import Settings
@@ -88,20 +95,15 @@ def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[C
             changes.append(Change(f"folder {FOLDER_TITLE}", "create", f"uid {FOLDER_UID}"))
             if not check:
                 api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
-    body: dict[str, Any] = {
-        "name": DATASOURCE_NAME,
-        "uid": DATASOURCE_UID,
-        "type": settings.grafana_datasource_type,
-        "access": "proxy",
-        "url": settings.grafana_influxdb_url or settings.influxdb_url,
-        "isDefault": False,
-        "jsonData": {
-            "version": "Flux",
-            "organization": settings.influxdb_org,
-            "defaultBucket": settings.meta_bucket,
-            "httpMode": "POST",
-        },
-    }
+    body = flux_datasource(
+        DATASOURCE_NAME,
+        DATASOURCE_UID,
+        settings.grafana_datasource_type,
+        settings.grafana_influxdb_url or settings.influxdb_url,
+        settings.influxdb_org,
+        bucket=settings.meta_bucket,
+        is_default=False,
+    )
     resource = f"datasource {DATASOURCE_NAME}"
     with grafana_step(resource):
         existing = _absent(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID))
@@ -110,9 +112,7 @@ def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[C
             if not check:
                 api.datasource.create_datasource({**body, "secureJsonData": {"token": token}})
         else:
-            differences = [k for k in ("name", "type", "url") if existing.get(k) != body[k]]
-            have = existing.get("jsonData") or {}
-            differences += [k for k, v in body["jsonData"].items() if have.get(k) != v]
+            differences = datasource_differences(existing, body)
             token_set = (existing.get("secureJsonFields") or {}).get("token")
             if token_created or not token_set:
                 differences.append("token")

@@ -232,21 +232,16 @@ class GrafanaTenant:
 
     def _datasource_body(self, existing: dict[str, Any] | None) -> dict[str, Any]:
         spec = self.spec
-        body: dict[str, Any] = {
-            "name": spec.datasource_name,
-            "uid": spec.datasource_uid,
-            "type": spec.datasource_type,
-            "access": "proxy",
-            "url": spec.influx_url,
-            "isDefault": spec.tenancy == "org",
-            "jsonData": {
-                "version": "Flux",
-                "organization": spec.influx_org,
-                "defaultBucket": spec.company,
-                "httpMode": "POST",
-                "powerviewTokenId": spec.token_id or "",
-            },
-        }
+        body = flux_datasource(
+            spec.datasource_name,
+            spec.datasource_uid,
+            spec.datasource_type,
+            spec.influx_url,
+            spec.influx_org,
+            bucket=spec.company,
+            is_default=spec.tenancy == "org",
+            token_id=spec.token_id or "",
+        )
         if spec.read_token:
             body["secureJsonData"] = {"token": spec.read_token}
         if existing is not None:
@@ -274,7 +269,7 @@ class GrafanaTenant:
                 if not self.check:
                     api.datasource.create_datasource(self._datasource_body(None))
             else:
-                differences = _datasource_differences(existing, self._datasource_body(existing))
+                differences = datasource_differences(existing, self._datasource_body(existing))
                 token_missing = not (existing.get("secureJsonFields") or {}).get("token")
                 if token_missing:
                     differences.append("token")
@@ -428,7 +423,42 @@ def _permission_key(item: dict[str, Any]) -> tuple[str, Any, int]:
     return ("role", item.get("role"), int(item.get("permission", 0)))
 
 
-def _datasource_differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+def flux_datasource(
+    name: str,
+    uid: str,
+    plugin_type: str,
+    influx_url: str,
+    influx_org: str,
+    bucket: str,
+    is_default: bool,
+    token_id: str | None = None,
+) -> dict[str, Any]:
+    """A datasource reading `bucket` with Flux; the token goes in secureJsonData apart.
+
+    `token_id` (the InfluxDB authorization's id, not a secret) lets a later run
+    notice that the token was replaced and must be given again.
+    """
+    json_data: dict[str, Any] = {
+        "version": "Flux",
+        "organization": influx_org,
+        "defaultBucket": bucket,
+        "httpMode": "POST",
+    }
+    if token_id is not None:
+        json_data["powerviewTokenId"] = token_id
+    return {
+        "name": name,
+        "uid": uid,
+        "type": plugin_type,
+        "access": "proxy",
+        "url": influx_url,
+        "isDefault": is_default,
+        "jsonData": json_data,
+    }
+
+
+def datasource_differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The settings of `wanted` that `existing` does not have (the token aside)."""
     differences = [
         key
         for key in ("name", "type", "access", "url", "isDefault")
