@@ -12,7 +12,7 @@ chrooted, as in tests/e2e) with paramiko, on one connection. Two paths:
   OpenSSH deployment runs them;
 - hook: no watcher; after each upload `powerview hook` runs the way SFTPGo
   runs it (a cleared environment holding exactly the SFTPGO_ACTION*
-  variables of shared/servers/sftp.md, plus PATH and the PowerView settings
+  variables of SFTPGo's command-hook contract, plus PATH and the PowerView settings
   of `command.env`), then the same worker.
 
 Latency runs from the moment the client's close() returned (the upload is
@@ -136,7 +136,7 @@ def run_hook(
 def sftpgo_hook_env(
     action: str, company: Company, relative: str, size: int, elapsed_ms: int
 ) -> dict[str, str]:
-    """The variables SFTPGo gives its command hook (shared/servers/sftp.md, section 1)."""
+    """The variables SFTPGo gives its command hook (SFTPGo's documented command-hook contract)."""
     env = {
         "SFTPGO_ACTION": action,
         "SFTPGO_ACTION_USERNAME": company.name,

@@ -18,9 +18,10 @@ from influxdb_client import InfluxDBClient
 
 from powerview import stack
 
-pytest_plugins = ["tests.grafana_standin.fixtures"]
+pytest_plugins = ["tests.grafana_standin.fixtures", "tests.e2e.fixtures"]
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples"
+# Real device exports, copied into the repository (origin in samples/README.md).
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
 
 @dataclass(frozen=True)
@@ -85,5 +86,5 @@ def bucket(influxdb: InfluxInstance, influx_client: InfluxDBClient) -> Iterator[
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not SAMPLES.is_dir():
-        pytest.fail(f"the shared samples are missing: {SAMPLES}", pytrace=False)
+        pytest.fail(f"the sample exports are missing: {SAMPLES}", pytrace=False)
     return SAMPLES

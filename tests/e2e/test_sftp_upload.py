@@ -3,7 +3,7 @@ reach InfluxDB through `powerview watch` and `powerview worker`, once each.
 
 Every check polls with a deadline; nothing assumes how long a step takes.
 Expected point counts never come from PowerView: the sample's is documented
-in shared/samples/README.md, a generated file holds rows x columns values.
+in tests/samples/README.md, a generated file holds rows x columns values.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from tests.e2e.sshd import (
 from tests.factories import Export
 
 SAMPLE = Path("acme/v002-header/02001315/T302_260909_031459_UTC.tsv")
-SAMPLE_POINTS = 1_488  # shared/samples/README.md: 62 rows x 24 channels
+SAMPLE_POINTS = 1_488  # tests/samples/README.md: 62 rows x 24 channels
 ROWS = 20  # generated files: 20 rows x 6 channels (3 voltages + 3 channels)
 WIDTH = Export().width
 START = dt.datetime(2026, 1, 20)

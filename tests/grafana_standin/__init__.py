@@ -3,7 +3,7 @@
 Grafana cannot be installed on the test machines. This package serves its
 HTTP API from memory, checks every request and response against Grafana's
 OpenAPI description and reproduces the behaviour the project relies on
-(``../shared/servers/grafana.md`` section 2). See ``README.md``.
+(as measured against real Grafana for this project). See ``README.md``.
 """
 
 from .server import GrafanaStandin

@@ -2,8 +2,9 @@
 
 SFTPGo (internal/common/actions.go, `handleCommand`) starts the hook with a
 cleared environment: only `command.env` (here PATH, HOME and the PowerView
-settings the deployment passes) plus the SFTPGO_ACTION* variables of
-../shared/servers/sftp.md, every one of them set, empty when it does not apply.
+settings the deployment passes) plus the SFTPGO_ACTION* variables of SFTPGo's
+documented hook contract (deploy/README.md), every one of them set, empty when
+it does not apply.
 Each case checks the exit status (0 for anything handled or ignored), the time
 (a generous bound that only catches hangs) and the queue file afterwards.
 """

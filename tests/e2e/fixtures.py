@@ -1,6 +1,7 @@
-"""End-to-end fixtures: a real OpenSSH SFTP server (root, chroot per company) and
-PowerView's own processes (`powerview watch`, `powerview worker`) against the
-session's throwaway InfluxDB.
+"""End-to-end fixtures (a pytest plugin, registered in tests/conftest.py so that
+tests/e2e/ and tests/security/ share them): a real OpenSSH SFTP server (root,
+chroot per company) and PowerView's own processes (`powerview watch`,
+`powerview worker`) against the session's throwaway InfluxDB.
 
 The server runs for the whole session; each test gets its own data root, its
 own company users, its own state folder (queue), meta bucket and report
