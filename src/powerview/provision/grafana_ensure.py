@@ -13,6 +13,7 @@ use it. Errors are left to the caller, which names the step (`grafana_step`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,6 +52,33 @@ class Change:
             "before": self.before or {},
             "after": self.after or {},
         }
+
+
+def describe_diff(diff: dict[str, Any], width: int = 70) -> list[str]:
+    """`field: before -> after` for each field a diff changes (nested fields dotted).
+
+    For people reading a terminal; long values are cut to `width` characters.
+    """
+
+    def flat(view: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(view, dict):
+            return {prefix: view}
+        fields: dict[str, Any] = {}
+        for key, value in view.items():
+            fields.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return fields
+
+    def show(value: Any) -> str:
+        text = json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    before, after = flat(diff.get("before") or {}), flat(diff.get("after") or {})
+    missing = object()
+    return [
+        f"{key}: {show(before.get(key))} -> {show(after.get(key))}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key, missing) != after.get(key, missing)
+    ]
 
 
 def absent_as_none(call: Callable[[], Any]) -> Any | None:
