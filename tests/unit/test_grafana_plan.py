@@ -10,9 +10,10 @@ against the stand-in (tests/integration/test_tenant.py, test_admin_dashboard.py)
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError
 
 from powerview import settings as config
@@ -52,9 +53,10 @@ class FakeGrafana:
         self.writes: list[tuple[Any, ...]] = []
         self.connected: list[int | None] = []
 
-    def connect(self, org_id: int | None) -> FakeGrafana:
+    def connect(self, org_id: int | None) -> GrafanaApi:
+        """The seam: stands where `connector(...)` returns a client for `org_id`."""
         self.connected.append(org_id)
-        return self
+        return cast(GrafanaApi, self)
 
     # grafana-client groups calls in namespaces; their method names do not clash.
     @property
@@ -149,7 +151,8 @@ class FakeGrafana:
     def get_dashboard(self, uid: str) -> dict[str, Any]:
         if uid not in self.dashboard_rows:
             raise _absent("dashboard")
-        return json.loads(json.dumps(self.dashboard_rows[uid]))
+        copied: dict[str, Any] = json.loads(json.dumps(self.dashboard_rows[uid]))
+        return copied
 
     def update_dashboard(self, body: dict[str, Any]) -> None:
         uid = body["dashboard"]["uid"]
@@ -216,7 +219,7 @@ def test_plan_folder_creates_keeps_or_renames_back() -> None:
 
 
 def test_plan_folder_permissions_keeps_the_team_viewer_grant_only() -> None:
-    only_team = [
+    only_team: list[dict[str, Any]] = [
         {"teamId": 12, "permission": 1},
         {"role": "Admin", "permission": 4, "inherited": True},
     ]

@@ -20,6 +20,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from powerview.exceptions import InfrastructureError, PowerViewError
 from powerview.layout import check_name
 from powerview.provision.dashboard import build_dashboard, uid_for
-from powerview.provision.grafana_ensure import Change, Ensurer, flux_datasource
+from powerview.provision.grafana_ensure import Change, Ensurer, View, flux_datasource
 
 Tenancy = Literal["org", "team"]
 TEAM_MODE_WARNING = (
@@ -249,7 +250,7 @@ class GrafanaTenant:
                 def create(api: GrafanaApi) -> None:
                     created.update(api.admin.create_user(body))
 
-                after = {"login": login, "name": name, "orgId": org_id}
+                after: View = {"login": login, "name": name, "orgId": org_id}
                 self._root.apply(Change(resource, "create", f'"{name}"', None, after), create)
                 if not created:
                     return  # check mode: the user's memberships come with it
@@ -262,8 +263,9 @@ class GrafanaTenant:
             if team_id is not None:
                 members = org.look(lambda api: api.teams.get_team_members(team_id)) or []
                 if all(int(m.get("userId", -1)) != user_id for m in members):
-                    before = {"members": sorted(str(m.get("login")) for m in members)}
-                    after = {"members": sorted([*before["members"], login])}
+                    logins = sorted(str(m.get("login")) for m in members)
+                    before: View = {"members": logins}
+                    after = {"members": sorted([*logins, login])}
                     org.apply(
                         Change(
                             f"team {spec.team_name}", "update", f"member {login}", before, after
@@ -300,9 +302,7 @@ class GrafanaTenant:
                         {"orgs": have},
                         {"orgs": [org_id]},
                     ),
-                    lambda api, other=other: api.organizations.organization_user_delete(
-                        other, user_id
-                    ),
+                    partial(_leave_organization, org_id=other, user_id=user_id),
                 )
 
     # -- delete ------------------------------------------------------------------
@@ -334,7 +334,7 @@ class GrafanaTenant:
                     scoped.remove(
                         f"dashboard {dashboard.get('title')}",
                         {"uid": dash_uid, "title": dashboard.get("title"), "folderUid": uid},
-                        lambda api, dash_uid=dash_uid: api.dashboard.delete_dashboard(dash_uid),
+                        partial(_delete_dashboard, uid=dash_uid),
                     )
                 scoped.remove(
                     f"folder {spec.company}",
@@ -358,7 +358,7 @@ class GrafanaTenant:
                     scoped.remove(
                         f"team {spec.team_name}",
                         {"name": spec.team_name},
-                        lambda api, team_id=team_id: api.teams.delete_team(team_id),
+                        partial(_delete_team, team_id=team_id),
                     )
         if with_user:
             self._delete_user()
@@ -382,6 +382,21 @@ class GrafanaTenant:
                     {"login": login, "name": user.get("name")},
                     lambda api: api.admin.delete_user(user_id),
                 )
+
+
+# Writes run inside Ensurer.apply, bound to their arguments (loop variables included).
+
+
+def _leave_organization(api: GrafanaApi, org_id: int, user_id: int) -> None:
+    api.organizations.organization_user_delete(org_id, user_id)
+
+
+def _delete_dashboard(api: GrafanaApi, uid: str) -> None:
+    api.dashboard.delete_dashboard(uid)
+
+
+def _delete_team(api: GrafanaApi, team_id: int) -> None:
+    api.teams.delete_team(team_id)
 
 
 def connector(
