@@ -11,8 +11,15 @@ description:
   - Creates or keeps the organization (tenancy C(org)), team, folder, datasource,
     one dashboard per campaign, the team's Viewer permission on the folder and
     optionally a default user; or removes them (never the InfluxDB data).
-  - Idempotent and check-mode aware; the logic lives in C(powerview.provision.grafana),
+  - Idempotent; C(changed) is true only when something was written, and every written
+    change is listed in C(changes). In check mode the same changes are worked out and
+    listed, and nothing is written. With C(--diff), C(diff) gives each change's
+    before/after view (tokens and passwords never appear).
+  - The logic lives in C(powerview.provision.grafana) and C(powerview.provision.grafana_ensure),
     so the play must run with the Python interpreter where PowerView is installed.
+attributes:
+  check_mode: {support: full, description: Works out and reports the changes; writes nothing.}
+  diff_mode: {support: full, description: Returns a before/after per changed resource.}
 options:
   company: {description: Company name (PowerView's name rule)., required: true, type: str}
   campaigns: {description: Campaigns that get a dashboard., type: list, elements: str, default: []}
@@ -45,6 +52,13 @@ RETURN = r"""
 changes:
   description: What was (or, in check mode, would be) created, updated or deleted.
   returned: always
+  type: list
+  elements: dict
+diff:
+  description: >-
+    With --diff, one entry per change: before_header and after_header name the
+    resource, before and after are its views (empty when absent).
+  returned: when run with --diff
   type: list
   elements: dict
 org_id:
@@ -150,6 +164,8 @@ def main() -> None:
     except (PowerViewError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     output = result.as_dict()
+    if module._diff:
+        output["diff"] = result.diff()
     if result.default_user_password:
         _write_secret(params["password_file"], result.default_user_password)
         module.no_log_values.add(result.default_user_password)

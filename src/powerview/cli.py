@@ -624,6 +624,8 @@ def tenant_group() -> None:
 
 
 def _render_tenant(outcome: Any, check: bool) -> None:
+    from powerview.provision.grafana_ensure import describe_diff
+
     verb = "would change" if check else "changed"
     if outcome.token_created:
         out.print(f"read token for bucket {outcome.company!r} created")
@@ -635,9 +637,15 @@ def _render_tenant(outcome: Any, check: bool) -> None:
         changes = outcome.grafana.changes
         if not changes:
             out.print("Grafana: no change")
-        for change in changes:
+        # One before/after per change, in the same order, when the module returned them.
+        diffs = outcome.grafana.diffs if len(outcome.grafana.diffs) == len(changes) else []
+        for index, change in enumerate(changes):
             detail = f" ({change['detail']})" if change.get("detail") else ""
-            out.print(f"Grafana {verb}: {change['action']} {change['resource']}{detail}")
+            line = f"Grafana {verb}: {change['action']} {change['resource']}{detail}"
+            out.print(line, markup=False)
+            if diffs and change["action"] == "update":
+                for field in describe_diff(diffs[index]):
+                    out.print(f"    {field}", markup=False)
         for warning in outcome.grafana.warnings:
             err.print(f"warning: {warning}", markup=False)
     if outcome.password_file:

@@ -174,3 +174,43 @@ def test_provisioning_posts_it_once_into_the_admins_organization(
     assert stored.folder_uid == FOLDER_UID
     constants = {v["name"]: v["query"] for v in stored.model["templating"]["list"]}
     assert constants == {"meta_bucket": bucket, "cadence_h": "30"}
+
+
+def test_a_renamed_admin_folder_is_reported_by_check_then_renamed_back_once(
+    influxdb: InfluxInstance,
+    influx_client: InfluxDBClient,
+    bucket: str,
+    grafana: GrafanaStandin,
+    tmp_path: Path,
+) -> None:
+    settings = config.Settings(
+        influxdb_url=influxdb.url,
+        influxdb_org=influxdb.org,
+        influxdb_admin_token=influxdb.token,
+        meta_bucket=bucket,
+        state_dir=tmp_path / "state",
+        grafana_url=grafana.url,
+        grafana_username=grafana.admin_user,
+        grafana_password=grafana.admin_password,
+    )
+    admin = grafana.client()
+    try:
+        provision_admin_dashboard(settings)
+        folder = admin.folder.get_folder(FOLDER_UID)
+        admin.folder.update_folder(FOLDER_UID, title="Renamed by hand", version=folder["version"])
+
+        checked = provision_admin_dashboard(settings, check=True)
+        title_after_check = admin.folder.get_folder(FOLDER_UID)["title"]
+        mended = provision_admin_dashboard(settings)
+        again = provision_admin_dashboard(settings)
+    finally:
+        revoke_tokens(influx_client, influxdb.org, bucket, tmp_path / "state" / "secrets")
+
+    rename = ("update", "folder PowerView admin", "renamed from 'Renamed by hand'")
+    assert [(c.action, c.resource, c.detail) for c in checked] == [rename]
+    assert title_after_check == "Renamed by hand"
+    assert [(c.action, c.resource, c.detail) for c in mended] == [rename]
+    assert mended[0].diff()["after"] == {"uid": FOLDER_UID, "title": "PowerView admin"}
+    assert admin.folder.get_folder(FOLDER_UID)["title"] == "PowerView admin"
+    assert again == []
+    assert grafana.violations == []

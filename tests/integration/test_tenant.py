@@ -4,6 +4,11 @@ the real InfluxDB holds the buckets and tokens."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +25,8 @@ from powerview import cli
 from powerview import settings as config
 from powerview.provision import create_tenant, delete_tenant
 from powerview.provision.dashboard import dashboard_uid
-from powerview.provision.tokens import read_token
+from powerview.provision.playbook import AUTOMATION_DIR, CREATE
+from powerview.provision.tokens import read_token, token_file
 from tests.conftest import InfluxInstance
 from tests.grafana_standin.server import GrafanaStandin
 
@@ -39,6 +45,21 @@ class Env:
 
     def settings(self, **overrides: object) -> config.Settings:
         return config.load(**overrides)
+
+    def rename_folder(self, company: str, title: str) -> None:
+        """What someone does by hand in Grafana's UI: rename the company's folder."""
+        org = self.grafana.state.org_by_name(company)
+        assert org is not None
+        api = self.grafana.client(org_id=org.id)
+        folder = api.folder.get_folder(f"pv-folder-{company}")
+        api.folder.update_folder(folder["uid"], title=title, version=folder["version"])
+
+    def folder_title(self, company: str) -> str:
+        org = self.grafana.state.org_by_name(company)
+        assert org is not None
+        folder = self.grafana.state.folder(org.id, f"pv-folder-{company}")
+        assert folder is not None
+        return folder.title
 
     def token(self, company: str) -> str:
         token = read_token(self.state_dir / "secrets", company)
@@ -295,3 +316,120 @@ def test_the_cli_prints_the_changes_and_the_password_once(
     again = capsys.readouterr().out
     assert "Grafana: no change" in again
     assert user.password not in again
+
+
+def test_a_folder_renamed_out_of_band_is_renamed_back_and_recorded_once(env: Env) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    env.rename_folder(company, "Renamed by hand")
+
+    mended = create_tenant(env.settings(), company, ("c1",))
+
+    assert mended.grafana is not None
+    assert mended.grafana.changes == [
+        {
+            "resource": f"folder {company}",
+            "action": "update",
+            "detail": "renamed from 'Renamed by hand'",
+        }
+    ]
+    assert mended.changed is True
+    assert [(d["before"]["title"], d["after"]["title"]) for d in mended.grafana.diffs] == [
+        ("Renamed by hand", company)
+    ]
+    assert env.folder_title(company) == company
+    again = create_tenant(env.settings(), company, ("c1",))
+    assert again.grafana is not None
+    assert again.grafana.changes == []
+    assert again.changed is False
+
+
+def test_check_mode_after_an_out_of_band_change_reports_it_and_changes_nothing(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    env.rename_folder(company, "Renamed by hand")
+    capsys.readouterr()
+
+    assert cli.run(["tenant", "create", company, "--campaign", "c1", "--check"]) == 0
+
+    printed = capsys.readouterr().out
+    assert (
+        f"Grafana would change: update folder {company} (renamed from 'Renamed by hand')" in printed
+    )
+    assert f'title: "Renamed by hand" -> "{company}"' in printed
+    assert env.folder_title(company) == "Renamed by hand"
+    checked = create_tenant(env.settings(), company, ("c1",), check=True)
+    assert checked.grafana is not None
+    assert [(c["action"], c["resource"]) for c in checked.grafana.changes] == [
+        ("update", f"folder {company}")
+    ]
+    assert env.folder_title(company) == "Renamed by hand"
+
+
+def test_delete_in_check_mode_reports_each_deletion_and_deletes_nothing(env: Env) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+
+    checked = delete_tenant(env.settings(), company, check=True)
+
+    assert checked.grafana is not None
+    assert [(c["action"], c["resource"]) for c in checked.grafana.changes] == [
+        ("delete", "dashboard c1"),
+        ("delete", f"folder {company}"),
+        ("delete", f"datasource influxdb_{company}"),
+        ("delete", f"team {company}"),
+        ("delete", f"organization {company}"),
+    ]
+    assert [d["after"] for d in checked.grafana.diffs] == [{}] * 5
+    assert env.grafana.state.org_by_name(company) is not None
+    assert env.folder_title(company) == company
+
+
+def test_ansible_playbook_check_diff_shows_the_rename_and_writes_nothing(env: Env) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    env.rename_folder(company, "Renamed by hand")
+    org = env.grafana.state.org_by_name(company)
+    assert org is not None
+    stored = env.grafana.state.datasource_by_name(org.id, f"influxdb_{company}")
+    assert stored is not None
+    variables = {
+        "company_name": company,
+        "campaign_name": "c1",
+        "datasource_type": stored.type,
+        "influx_url": stored.url,
+        "influx_org": stored.json_data["organization"],
+        "token_file": str(token_file(env.state_dir / "secrets", company)),
+        "token_id": stored.json_data["powerviewTokenId"],
+        "ansible_python_interpreter": sys.executable,
+    }
+    vars_file = env.state_dir / "vars.json"
+    vars_file.write_text(json.dumps(variables))
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            str(AUTOMATION_DIR / "playbooks" / CREATE),
+            "-e",
+            f"@{vars_file}",
+            "--check",
+            "--diff",
+        ],
+        cwd=AUTOMATION_DIR,
+        env={**os.environ, "ANSIBLE_CONFIG": str(AUTOMATION_DIR / "ansible.cfg"), "NO_COLOR": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    shown = run.stdout
+    assert f"--- before: folder {company}" in shown
+    assert f"+++ after: folder {company}" in shown
+    assert re.search(r'^-\s+"title": "Renamed by hand",?$', shown, re.MULTILINE), shown
+    assert re.search(rf'^\+\s+"title": "{company}",?$', shown, re.MULTILINE), shown
+    assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=1\b", shown), shown
+    assert env.token(company) not in shown + run.stderr
+    assert env.folder_title(company) == "Renamed by hand"

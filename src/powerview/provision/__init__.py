@@ -2,7 +2,8 @@
 
 `create_tenant` is what `powerview tenant create` and a campaign `mkdir` (through
 the queue and the worker) run: the company's bucket and bucket-scoped read
-token in InfluxDB, then, when Grafana is configured, the Grafana playbook.
+token in InfluxDB, then, when Grafana is configured, the Grafana playbook (run
+with `--diff`, so each Grafana change comes back with its before/after).
 `delete_tenant` removes the Grafana side only; InfluxDB data is never deleted.
 """
 
@@ -96,13 +97,14 @@ def create_tenant(
         "password_file": str(secrets / f"{company}.grafana-user-password"),
     }
     results = [
-        run_playbook(CREATE, {**base, "campaign_name": campaign}, check=check, env=env)
+        run_playbook(CREATE, {**base, "campaign_name": campaign}, check=check, env=env, diff=True)
         for campaign in (campaigns or ("",))
     ]
     merged = PlaybookResult()
     for result in results:
         merged.changed = merged.changed or result.changed
         merged.changes += result.changes
+        merged.diffs += result.diffs
         merged.warnings += [w for w in result.warnings if w not in merged.warnings]
         if result.module.get("password_file"):
             outcome.password_file = result.module["password_file"]
@@ -125,6 +127,7 @@ def delete_tenant(
         {"company_name": company, "delete_user": with_user, "tenancy": settings.tenancy},
         check=check,
         env=env,
+        diff=True,
     )
     return outcome
 

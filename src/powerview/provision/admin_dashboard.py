@@ -11,27 +11,25 @@ bucket; provisioning fills in the datasource and the two constants
 - a folder `PowerView admin` (uid `pv-admin`).
 
 Everything goes into the organization the Grafana credentials act in (no
-`X-Grafana-Org-Id`): the admin's own, never a company's. Each step looks
-first and changes only what differs, as the tenant provisioning does.
+`X-Grafana-Org-Id`): the admin's own, never a company's. Each step goes
+through the same ensure core as the tenants (`grafana_ensure`): look, plan,
+apply what differs, record it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from grafana_client import GrafanaApi
+
 from powerview.exceptions import ConfigError
 from powerview.influx import open_target
-from powerview.provision.grafana import (
-    Change,
-    _absent,
-    connector,
-    datasource_differences,
-    flux_datasource,
-    grafana_step,
-)
+from powerview.provision.grafana import connector, grafana_step
+from powerview.provision.grafana_ensure import Change, Ensurer, flux_datasource
 from powerview.provision.playbook import AUTOMATION_DIR
 from powerview.provision.tokens import ensure_read_token
 from powerview.settings import Settings
@@ -64,8 +62,15 @@ def load_dashboard(
     return dashboard
 
 
-def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[Change]:
-    """Create or update the admin dashboard and what it needs; `check`: change nothing."""
+def provision_admin_dashboard(
+    settings: Settings,
+    check: bool = False,
+    connect: Callable[[int | None], GrafanaApi] | None = None,
+) -> list[Change]:
+    """Create or update the admin dashboard and what it needs; `check`: change nothing.
+
+    `connect` is the seam to Grafana (default: a client from the settings).
+    """
     if not settings.grafana_url:
         raise ConfigError("GRAFANA_URL is not set: the admin dashboard goes to Grafana")
     changes: list[Change] = []
@@ -84,17 +89,16 @@ def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[C
         token_created = state.created
         if token_created:
             changes.append(Change(f"read token for bucket {settings.meta_bucket}", "create"))
-    api = connector(
-        settings.grafana_url,
-        settings.grafana_username,
-        settings.grafana_password.get_secret_value() if settings.grafana_password else None,
-        settings.grafana_api_token.get_secret_value() if settings.grafana_api_token else None,
-    )(None)
+    if connect is None:
+        connect = connector(
+            settings.grafana_url,
+            settings.grafana_username,
+            settings.grafana_password.get_secret_value() if settings.grafana_password else None,
+            settings.grafana_api_token.get_secret_value() if settings.grafana_api_token else None,
+        )
+    grafana = Ensurer(connect(None), check, changes)
     with grafana_step(f"folder {FOLDER_TITLE}"):
-        if _absent(lambda: api.folder.get_folder(FOLDER_UID)) is None:
-            changes.append(Change(f"folder {FOLDER_TITLE}", "create", f"uid {FOLDER_UID}"))
-            if not check:
-                api.folder.create_folder(FOLDER_TITLE, uid=FOLDER_UID)
+        grafana.folder(FOLDER_UID, FOLDER_TITLE)
     body = flux_datasource(
         DATASOURCE_NAME,
         DATASOURCE_UID,
@@ -106,26 +110,7 @@ def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[C
     )
     resource = f"datasource {DATASOURCE_NAME}"
     with grafana_step(resource):
-        existing = _absent(lambda: api.datasource.get_datasource_by_uid(DATASOURCE_UID))
-        if existing is None:
-            changes.append(Change(resource, "create", f"bucket {settings.meta_bucket}"))
-            if not check:
-                api.datasource.create_datasource({**body, "secureJsonData": {"token": token}})
-        else:
-            differences = datasource_differences(existing, body)
-            token_set = (existing.get("secureJsonFields") or {}).get("token")
-            if token_created or not token_set:
-                differences.append("token")
-            if differences:
-                changes.append(Change(resource, "update", ", ".join(differences)))
-                if not check:
-                    update = {
-                        **body,
-                        "id": existing.get("id"),
-                        "version": existing.get("version"),
-                        "secureJsonData": {"token": token},
-                    }
-                    api.datasource.update_datasource_by_uid(DATASOURCE_UID, update)
+        grafana.datasource(resource, body, token, token_replaced=token_created)
     wanted = load_dashboard(
         settings.meta_bucket,
         settings.expected_cadence_h,
@@ -134,26 +119,5 @@ def provision_admin_dashboard(settings: Settings, check: bool = False) -> list[C
     )
     resource = f"dashboard {wanted['title']}"
     with grafana_step(resource):
-        current = _absent(lambda: api.dashboard.get_dashboard(wanted["uid"]))
-        if current is not None:
-            stored = {
-                k: v
-                for k, v in (current.get("dashboard") or {}).items()
-                if k not in ("id", "version")
-            }
-            in_folder = (current.get("meta") or {}).get("folderUid") == FOLDER_UID
-            if stored == wanted and in_folder:
-                return changes
-        changes.append(
-            Change(resource, "create" if current is None else "update", f"uid {wanted['uid']}")
-        )
-        if not check:
-            api.dashboard.update_dashboard(
-                {
-                    "dashboard": wanted,
-                    "folderUid": FOLDER_UID,
-                    "overwrite": True,
-                    "message": "powerview admin dashboard",
-                }
-            )
+        grafana.dashboard(resource, wanted, FOLDER_UID, "powerview admin dashboard")
     return changes

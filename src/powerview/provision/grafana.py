@@ -1,8 +1,9 @@
 """A company's Grafana resources, created, kept or removed idempotently.
 
-Each step looks first, then acts only when something differs, and records
-a `Change`; in check mode it records what it would do and acts on nothing.
-Everything goes through grafana-client; the project's Ansible module
+Each step goes through the ensure core (`grafana_ensure`): it looks, plans the
+change with its before/after view, and applies it unless in check mode; every
+applied change is recorded, so `changed` is honest and check mode reports the
+same plan. Everything goes through grafana-client; the project's Ansible module
 (grafana-automation/library/powerview_grafana_tenant.py) calls this.
 
 Tenancy: in `org` mode (default) each company gets a Grafana organization of
@@ -19,6 +20,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -28,9 +30,9 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 from powerview.exceptions import InfrastructureError, PowerViewError
 from powerview.layout import check_name
 from powerview.provision.dashboard import build_dashboard, uid_for
+from powerview.provision.grafana_ensure import Change, Ensurer, View, flux_datasource
 
 Tenancy = Literal["org", "team"]
-VIEW = 1  # Grafana folder permission levels: 1 View, 2 Edit, 4 Admin
 TEAM_MODE_WARNING = (
     "tenancy 'team' on Grafana OSS: every user of the organization can query every "
     "datasource in it; companies are isolated at folder level only"
@@ -83,13 +85,6 @@ class TenantSpec:
 
 
 @dataclass
-class Change:
-    resource: str  # "team acme", "dashboard pv-acme-campaign1", ...
-    action: Literal["create", "update", "delete"]
-    detail: str = ""
-
-
-@dataclass
 class TenantResult:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -103,10 +98,14 @@ class TenantResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "changed": self.changed,
-            "changes": [c.__dict__ for c in self.changes],
+            "changes": [c.summary() for c in self.changes],
             "warnings": self.warnings,
             "org_id": self.org_id,
         }
+
+    def diff(self) -> list[dict[str, Any]]:
+        """One before/after per change, in Ansible's diff shape."""
+        return [c.diff() for c in self.changes]
 
 
 @contextlib.contextmanager
@@ -122,16 +121,6 @@ def grafana_step(step: str) -> Iterator[None]:
         raise InfrastructureError(f"{step}: Grafana unreachable ({exc})") from None
 
 
-def _absent(call: Callable[[], Any]) -> Any | None:
-    """The answer of a lookup, or None when Grafana says 404."""
-    try:
-        return call()
-    except GrafanaClientError as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-
-
 class GrafanaTenant:
     """Applies a TenantSpec; `connect(org_id)` returns a GrafanaApi for that org."""
 
@@ -142,12 +131,13 @@ class GrafanaTenant:
         self.spec = spec
         self.check = check
         self.result = TenantResult()
-        self._root = connect(None)
+        # Organizations and users are server-wide: their steps go through the root client.
+        self._root = Ensurer(connect(None), check, self.result.changes)
 
-    def _record(
-        self, resource: str, action: Literal["create", "update", "delete"], detail: str = ""
-    ) -> None:
-        self.result.changes.append(Change(resource, action, detail))
+    def _in_org(self, org_id: int | None, org_to_come: bool) -> Ensurer:
+        """The ensurer for the company's organization (None: the org is still to come)."""
+        api = None if org_to_come else self._connect(org_id)
+        return Ensurer(api, self.check, self.result.changes)
 
     # -- create or keep --------------------------------------------------------
 
@@ -157,82 +147,59 @@ class GrafanaTenant:
             self.result.warnings.append(TEAM_MODE_WARNING)
         org_id = self._ensure_org() if spec.tenancy == "org" else None
         self.result.org_id = org_id
-        if self.check and spec.tenancy == "org" and org_id is None:
-            self._record_everything_new()
-            return self.result
-        api = self._connect(org_id)
-        team_id = self._ensure_team(api)
-        self._ensure_folder(api, team_id)
-        self._ensure_datasource(api, team_id)
+        org = self._in_org(org_id, org_to_come=spec.tenancy == "org" and org_id is None)
+        team_id = self._ensure_team(org)
+        with grafana_step(f"folder {spec.company}"):
+            org.folder(spec.folder_uid, spec.company)
+        with grafana_step(f"permissions of folder {spec.company}"):
+            org.folder_permissions(spec.folder_uid, spec.company, team_id, spec.team_name)
+        self._ensure_datasource(org, team_id)
         for campaign in spec.campaigns:
-            self._ensure_dashboard(api, campaign)
+            wanted = build_dashboard(
+                spec.company, campaign, spec.datasource_uid, spec.datasource_type
+            )
+            with grafana_step(f"dashboard {campaign}"):
+                org.dashboard(
+                    f"dashboard {campaign}", wanted, spec.folder_uid, "powerview provisioning"
+                )
         if spec.default_user:
-            self._ensure_user(api, org_id, team_id)
+            self._ensure_user(org, org_id, team_id)
         return self.result
 
-    def _record_everything_new(self) -> None:
-        spec = self.spec
-        self._record(f"team {spec.team_name}", "create")
-        self._record(f"folder {spec.company}", "create")
-        self._record(f"datasource {spec.datasource_name}", "create")
-        for campaign in spec.campaigns:
-            self._record(f"dashboard {campaign}", "create")
-        if spec.default_user:
-            self._record(f"user {spec.user_login}", "create")
-
     def _ensure_org(self) -> int | None:
+        """The organization's id; None in check mode when it would be created."""
         name = self.spec.company
         with grafana_step(f"organization {name}"):
-            org = _absent(lambda: self._root.organization.find_organization(name))
-            if org is not None:
-                return int(org["id"])
-            self._record(f"organization {name}", "create")
-            if self.check:
-                return None
-            created = self._root.organization.create_organization({"name": name})
-            return int(created["orgId"])
+            found = self._root.look(lambda api: api.organization.find_organization(name))
+            if found is not None:
+                return int(found["id"])
+            created: dict[str, Any] = {}
 
-    def _ensure_team(self, api: GrafanaApi) -> int | None:
+            def create(api: GrafanaApi) -> None:
+                created.update(api.organization.create_organization({"name": name}))
+
+            change = Change(f"organization {name}", "create", "", None, {"name": name})
+            self._root.apply(change, create)
+            return int(created["orgId"]) if created else None
+
+    def _ensure_team(self, org: Ensurer) -> int | None:
+        """The team's id; None in check mode when it would be created."""
         name = self.spec.team_name
         with grafana_step(f"team {name}"):
-            found = api.teams.search_teams(query=name)
-            for team in found:
+            for team in org.look(lambda api: api.teams.search_teams(query=name)) or []:
                 if team.get("name") == name:
                     return int(team["id"])
-            self._record(f"team {name}", "create")
-            if self.check:
-                return None
-            return int(api.teams.add_team({"name": name})["teamId"])
+            created: dict[str, Any] = {}
 
-    def _ensure_folder(self, api: GrafanaApi, team_id: int | None) -> None:
-        spec = self.spec
-        uid = spec.folder_uid
-        with grafana_step(f"folder {spec.company}"):
-            folder = _absent(lambda: api.folder.get_folder(uid))
-            if folder is None:
-                self._record(f"folder {spec.company}", "create", f"uid {uid}")
-                if self.check:
-                    self._record(f"permissions of folder {spec.company}", "update", "team Viewer")
-                    return
-                api.folder.create_folder(spec.company, uid=uid)
-            elif folder.get("title") != spec.company and not self.check:
-                api.folder.update_folder(uid, title=spec.company, version=folder.get("version"))
-        with grafana_step(f"permissions of folder {spec.company}"):
-            current = (
-                [] if self.check and team_id is None else api.folder.get_folder_permissions(uid)
-            )
-            have = {_permission_key(item) for item in current if not item.get("inherited")}
-            want = {("team", team_id, VIEW)} if team_id is not None else {("team", None, VIEW)}
-            if have != want:
-                self._record(f"permissions of folder {spec.company}", "update", "team Viewer only")
-                if not self.check and team_id is not None:
-                    api.folder.update_folder_permissions(
-                        uid, {"items": [{"teamId": team_id, "permission": VIEW}]}
-                    )
+            def create(api: GrafanaApi) -> None:
+                created.update(api.teams.add_team({"name": name}))
 
-    def _datasource_body(self, existing: dict[str, Any] | None) -> dict[str, Any]:
+            org.apply(Change(f"team {name}", "create", "", None, {"name": name}), create)
+            return int(created["teamId"]) if created else None
+
+    def _datasource_body(self) -> dict[str, Any]:
         spec = self.spec
-        body = flux_datasource(
+        return flux_datasource(
             spec.datasource_name,
             spec.datasource_uid,
             spec.datasource_type,
@@ -242,233 +209,194 @@ class GrafanaTenant:
             is_default=spec.tenancy == "org",
             token_id=spec.token_id or "",
         )
-        if spec.read_token:
-            body["secureJsonData"] = {"token": spec.read_token}
-        if existing is not None:
-            body["id"] = existing.get("id")
-            body["version"] = existing.get("version")
-        return body
 
-    def _ensure_datasource(self, api: GrafanaApi, team_id: int | None) -> None:
+    def _ensure_datasource(self, org: Ensurer, team_id: int | None) -> None:
         spec = self.spec
         resource = f"datasource {spec.datasource_name}"
+        wanted = self._datasource_body()
         with grafana_step(resource):
-            existing = _absent(lambda: api.datasource.get_datasource_by_uid(spec.datasource_uid))
-            if existing is None:
-                existing = _absent(
-                    lambda: api.datasource.get_datasource_by_name(spec.datasource_name)
-                )
-            if existing is None:
-                if not spec.read_token:
+            plan = org.plan_datasource(resource, wanted, also_by_name=True)
+            change = plan.change
+            # In check mode the token may be created by the real run: no token is no error.
+            if change is not None and not spec.read_token and not self.check:
+                if plan.existing is None:
                     raise GrafanaError(
                         f"{resource}: no read token to give it (run `powerview token ensure`)"
                     )
-                self._record(
-                    resource, "create", f"type {spec.datasource_type}, bucket {spec.company}"
-                )
-                if not self.check:
-                    api.datasource.create_datasource(self._datasource_body(None))
-            else:
-                differences = datasource_differences(existing, self._datasource_body(existing))
-                token_missing = not (existing.get("secureJsonFields") or {}).get("token")
-                if token_missing:
-                    differences.append("token")
-                if differences:
-                    if token_missing and not spec.read_token:
-                        raise GrafanaError(f"{resource}: its token is missing and none was given")
-                    self._record(resource, "update", ", ".join(differences))
-                    if not self.check:
-                        api.datasource.update_datasource_by_uid(
-                            existing["uid"], self._datasource_body(existing)
-                        )
-            if spec.enterprise and team_id is not None and not self.check:
+                if "token" in change.detail.split(", "):
+                    raise GrafanaError(f"{resource}: its token is missing and none was given")
+            org.apply_datasource(plan, wanted, spec.read_token)
+            existing = plan.existing
+            if spec.enterprise and team_id is not None and org.api is not None and not self.check:
                 with contextlib.suppress(GrafanaClientError):  # OSS has no such API
-                    api.datasource.enable_datasource_permissions(existing["id"] if existing else 0)
+                    org.api.datasource.enable_datasource_permissions(
+                        existing["id"] if existing else 0
+                    )
 
-    def _ensure_dashboard(self, api: GrafanaApi, campaign: str) -> None:
-        spec = self.spec
-        wanted = build_dashboard(spec.company, campaign, spec.datasource_uid, spec.datasource_type)
-        resource = f"dashboard {campaign}"
-        with grafana_step(resource):
-            current = _absent(lambda: api.dashboard.get_dashboard(wanted["uid"]))
-            if current is not None:
-                stored = dict(current.get("dashboard") or {})
-                same_folder = (current.get("meta") or {}).get("folderUid") == spec.folder_uid
-                for key in ("id", "version"):
-                    stored.pop(key, None)
-                if stored == wanted and same_folder:
-                    return
-            self._record(
-                resource, "create" if current is None else "update", f"uid {wanted['uid']}"
-            )
-            if not self.check:
-                api.dashboard.update_dashboard(
-                    {
-                        "dashboard": wanted,
-                        "folderUid": spec.folder_uid,
-                        "overwrite": True,
-                        "message": "powerview provisioning",
-                    }
-                )
-
-    def _ensure_user(self, api: GrafanaApi, org_id: int | None, team_id: int | None) -> None:
+    def _ensure_user(self, org: Ensurer, org_id: int | None, team_id: int | None) -> None:
         spec = self.spec
         login = spec.user_login
         resource = f"user {login}"
         with grafana_step(resource):
-            user = _absent(lambda: self._root.users.find_user(login))
+            user = self._root.look(lambda api: api.users.find_user(login))
             if user is None:
-                self._record(resource, "create", f'"{spec.company} Default"')
-                if self.check:
-                    return
+                name = f"{spec.company} Default"
                 password = secrets.token_urlsafe(18)
-                body: dict[str, Any] = {
-                    "name": f"{spec.company} Default",
-                    "login": login,
-                    "password": password,
-                }
+                body: dict[str, Any] = {"name": name, "login": login, "password": password}
                 if org_id is not None:
                     body["OrgId"] = org_id
-                user_id = int(self._root.admin.create_user(body)["id"])
+                created: dict[str, Any] = {}
+
+                def create(api: GrafanaApi) -> None:
+                    created.update(api.admin.create_user(body))
+
+                after: View = {"login": login, "name": name, "orgId": org_id}
+                self._root.apply(Change(resource, "create", f'"{name}"', None, after), create)
+                if not created:
+                    return  # check mode: the user's memberships come with it
+                user_id = int(created["id"])
                 self.result.default_user_password = password
             else:
                 user_id = int(user["id"])
             if org_id is not None:
                 self._only_in_org(user_id, org_id, login)
             if team_id is not None:
-                members = api.teams.get_team_members(team_id)
+                members = org.look(lambda api: api.teams.get_team_members(team_id)) or []
                 if all(int(m.get("userId", -1)) != user_id for m in members):
-                    self._record(f"team {spec.team_name}", "update", f"member {login}")
-                    if not self.check:
-                        api.teams.add_team_member(team_id, user_id)
+                    logins = sorted(str(m.get("login")) for m in members)
+                    before: View = {"members": logins}
+                    after = {"members": sorted([*logins, login])}
+                    org.apply(
+                        Change(
+                            f"team {spec.team_name}", "update", f"member {login}", before, after
+                        ),
+                        lambda api: api.teams.add_team_member(team_id, user_id),
+                    )
 
     def _only_in_org(self, user_id: int, org_id: int, login: str) -> None:
         """The company's user belongs to its organization only (not Grafana's main org)."""
-        orgs = self._root.users.get_user_organisations(user_id)
-        if all(int(o["orgId"]) != org_id for o in orgs):
-            self._record(f"user {login}", "update", f"member of organization {org_id}")
-            if not self.check:
-                self._root.organizations.organization_user_add(
+        root = self._root
+        orgs = root.look(lambda api: api.users.get_user_organisations(user_id)) or []
+        have = sorted(int(o["orgId"]) for o in orgs)
+        resource = f"user {login}"
+        if org_id not in have:
+            root.apply(
+                Change(
+                    resource,
+                    "update",
+                    f"member of organization {org_id}",
+                    {"orgs": have},
+                    {"orgs": sorted({*have, org_id})},
+                ),
+                lambda api: api.organizations.organization_user_add(
                     org_id, {"loginOrEmail": login, "role": "Viewer"}
+                ),
+            )
+        for other in have:
+            if other != org_id:
+                root.apply(
+                    Change(
+                        resource,
+                        "update",
+                        f"removed from organization {other}",
+                        {"orgs": have},
+                        {"orgs": [org_id]},
+                    ),
+                    partial(_leave_organization, org_id=other, user_id=user_id),
                 )
-        for org in orgs:
-            if int(org["orgId"]) != org_id:
-                self._record(f"user {login}", "update", f"removed from organization {org['orgId']}")
-                if not self.check:
-                    self._root.organizations.organization_user_delete(int(org["orgId"]), user_id)
 
     # -- delete ------------------------------------------------------------------
 
     def delete(self, with_user: bool = False) -> TenantResult:
         """Remove dashboards, folder, datasource, team (and user, organization); never data."""
         spec = self.spec
+        root = self._root
         org_id: int | None = None
         if spec.tenancy == "org":
             with grafana_step(f"organization {spec.company}"):
-                org = _absent(lambda: self._root.organization.find_organization(spec.company))
+                org = root.look(lambda api: api.organization.find_organization(spec.company))
             if org is None:
                 if with_user:
                     self._delete_user()
                 return self.result
             org_id = int(org["id"])
         self.result.org_id = org_id
-        api = self._connect(org_id)
+        scoped = self._in_org(org_id, org_to_come=False)
+        uid = spec.folder_uid
         with grafana_step(f"folder {spec.company}"):
-            folder = _absent(lambda: api.folder.get_folder(spec.folder_uid))
+            folder = scoped.look(lambda api: api.folder.get_folder(uid))
             if folder is not None:
-                found = api.search.search_dashboards(type_="dash-db", folder_uids=[spec.folder_uid])
-                for dashboard in found:
-                    self._record(f"dashboard {dashboard.get('title')}", "delete")
-                    if not self.check:
-                        api.dashboard.delete_dashboard(dashboard["uid"])
-                self._record(f"folder {spec.company}", "delete")
-                if not self.check:
-                    api.folder.delete_folder(spec.folder_uid)
-        with grafana_step(f"datasource {spec.datasource_name}"):
-            datasource = _absent(lambda: api.datasource.get_datasource_by_uid(spec.datasource_uid))
+                found = scoped.look(
+                    lambda api: api.search.search_dashboards(type_="dash-db", folder_uids=[uid])
+                )
+                for dashboard in found or []:
+                    dash_uid = dashboard["uid"]
+                    scoped.remove(
+                        f"dashboard {dashboard.get('title')}",
+                        {"uid": dash_uid, "title": dashboard.get("title"), "folderUid": uid},
+                        partial(_delete_dashboard, uid=dash_uid),
+                    )
+                scoped.remove(
+                    f"folder {spec.company}",
+                    {"uid": uid, "title": folder.get("title")},
+                    lambda api: api.folder.delete_folder(uid),
+                )
+        resource = f"datasource {spec.datasource_name}"
+        with grafana_step(resource):
+            ds_uid = spec.datasource_uid
+            datasource = scoped.look(lambda api: api.datasource.get_datasource_by_uid(ds_uid))
             if datasource is not None:
-                self._record(f"datasource {spec.datasource_name}", "delete")
-                if not self.check:
-                    api.datasource.delete_datasource_by_uid(spec.datasource_uid)
+                scoped.remove(
+                    resource,
+                    {"uid": ds_uid, "name": datasource.get("name")},
+                    lambda api: api.datasource.delete_datasource_by_uid(ds_uid),
+                )
         with grafana_step(f"team {spec.team_name}"):
-            for team in api.teams.search_teams(query=spec.team_name):
+            for team in scoped.look(lambda api: api.teams.search_teams(query=spec.team_name)) or []:
                 if team.get("name") == spec.team_name:
-                    self._record(f"team {spec.team_name}", "delete")
-                    if not self.check:
-                        api.teams.delete_team(team["id"])
+                    team_id = team["id"]
+                    scoped.remove(
+                        f"team {spec.team_name}",
+                        {"name": spec.team_name},
+                        partial(_delete_team, team_id=team_id),
+                    )
         if with_user:
             self._delete_user()
         if org_id is not None:
-            self._record(f"organization {spec.company}", "delete")
-            if not self.check:
-                with grafana_step(f"organization {spec.company}"):
-                    self._root.organizations.delete_organization(org_id)
+            with grafana_step(f"organization {spec.company}"):
+                root.remove(
+                    f"organization {spec.company}",
+                    {"name": spec.company, "id": org_id},
+                    lambda api: api.organizations.delete_organization(org_id),
+                )
         return self.result
 
     def _delete_user(self) -> None:
         login = self.spec.user_login
         with grafana_step(f"user {login}"):
-            user = _absent(lambda: self._root.users.find_user(login))
+            user = self._root.look(lambda api: api.users.find_user(login))
             if user is not None:
-                self._record(f"user {login}", "delete")
-                if not self.check:
-                    self._root.admin.delete_user(int(user["id"]))
+                user_id = int(user["id"])
+                self._root.remove(
+                    f"user {login}",
+                    {"login": login, "name": user.get("name")},
+                    lambda api: api.admin.delete_user(user_id),
+                )
 
 
-def _permission_key(item: dict[str, Any]) -> tuple[str, Any, int]:
-    if item.get("teamId"):
-        return ("team", int(item["teamId"]), int(item.get("permission", 0)))
-    if item.get("userId"):
-        return ("user", int(item["userId"]), int(item.get("permission", 0)))
-    return ("role", item.get("role"), int(item.get("permission", 0)))
+# Writes run inside Ensurer.apply, bound to their arguments (loop variables included).
 
 
-def flux_datasource(
-    name: str,
-    uid: str,
-    plugin_type: str,
-    influx_url: str,
-    influx_org: str,
-    bucket: str,
-    is_default: bool,
-    token_id: str | None = None,
-) -> dict[str, Any]:
-    """A datasource reading `bucket` with Flux; the token goes in secureJsonData apart.
-
-    `token_id` (the InfluxDB authorization's id, not a secret) lets a later run
-    notice that the token was replaced and must be given again.
-    """
-    json_data: dict[str, Any] = {
-        "version": "Flux",
-        "organization": influx_org,
-        "defaultBucket": bucket,
-        "httpMode": "POST",
-    }
-    if token_id is not None:
-        json_data["powerviewTokenId"] = token_id
-    return {
-        "name": name,
-        "uid": uid,
-        "type": plugin_type,
-        "access": "proxy",
-        "url": influx_url,
-        "isDefault": is_default,
-        "jsonData": json_data,
-    }
+def _leave_organization(api: GrafanaApi, org_id: int, user_id: int) -> None:
+    api.organizations.organization_user_delete(org_id, user_id)
 
 
-def datasource_differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """The settings of `wanted` that `existing` does not have (the token aside)."""
-    differences = [
-        key
-        for key in ("name", "type", "access", "url", "isDefault")
-        if existing.get(key) != wanted.get(key)
-    ]
-    have = existing.get("jsonData") or {}
-    differences += [
-        f"jsonData.{key}" for key, value in wanted["jsonData"].items() if have.get(key) != value
-    ]
-    return differences
+def _delete_dashboard(api: GrafanaApi, uid: str) -> None:
+    api.dashboard.delete_dashboard(uid)
+
+
+def _delete_team(api: GrafanaApi, team_id: int) -> None:
+    api.teams.delete_team(team_id)
 
 
 def connector(

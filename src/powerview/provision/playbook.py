@@ -34,6 +34,7 @@ class PlaybookResult:
     changes: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     module: dict[str, Any] = field(default_factory=dict)
+    diffs: list[dict[str, Any]] = field(default_factory=list)  # before/after, with `diff`
 
 
 def automation_dir() -> Path:
@@ -50,8 +51,12 @@ def run_playbook(
     check: bool = False,
     env: dict[str, str] | None = None,
     timeout_s: float = 600,
+    diff: bool = False,
 ) -> PlaybookResult:
-    """Run one playbook against localhost with `variables`; raise PlaybookError on failure."""
+    """Run one playbook against localhost with `variables`; raise PlaybookError on failure.
+
+    `diff` runs it with `--diff`: the module then returns each change's before/after.
+    """
     folder = automation_dir()
     ansible = Path(sys.executable).parent / "ansible-playbook"
     if not ansible.exists():
@@ -74,6 +79,8 @@ def run_playbook(
         command = [str(ansible), str(folder / "playbooks" / playbook), "-e", f"@{vars_file}"]
         if check:
             command.append("--check")
+        if diff:
+            command.append("--diff")
         completed = subprocess.run(
             command,
             cwd=folder,
@@ -106,6 +113,7 @@ def _read_output(playbook: str, completed: subprocess.CompletedProcess[str]) -> 
                 if "changes" in outcome:
                     result.module = outcome
                     result.changes += outcome["changes"]
+                    result.diffs += outcome.get("diff") or []
                     result.changed = result.changed or bool(outcome.get("changed"))
     if completed.returncode != 0:
         raise PlaybookError(f"{playbook} exited {completed.returncode}")
