@@ -436,12 +436,13 @@ class Worker:
         if crashes < self.options.max_crashes and job.attempts < self.options.max_attempts:
             delay = backoff_s(crashes, self.options.max_backoff_s)
             limit = self.options.max_crashes
-            error = f"the worker process running this job {how} ({crashes} of {limit})"
+            error = f"the worker process running this job died ({how}): death {crashes} of {limit}"
             result = {"outcome": "crashed", "crashes": crashes, "error": error}
             self.queue.retry_or_fail(job, error, delay, result)
             log.warning("job %d retried in %.0f s: %s", job.id, delay, error)
             return
-        reason = f"the worker process ingesting this file died {crashes} times ({how})"
+        doing = "ingesting this file" if job.kind == "ingest" else "running this job"
+        reason = f"the worker process {doing} died {crashes} times ({how})"
         if job.kind == "ingest" and "path" in job.payload and resubmit:
             log.error("job %d: %s; its file goes to error/", job.id, reason)
             self._submit(job, reject_crashed, job.payload, reason)

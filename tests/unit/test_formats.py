@@ -960,3 +960,25 @@ def test_the_default_limits_hold_the_widest_real_file_with_room(samples: Path) -
         assert sum(len(b.epochs) for b in device_file.batches()) > 0
     assert longest * 16 < defaults.max_line_bytes
     assert defaults.max_columns > 30 * 16
+
+
+def test_the_limits_come_from_the_settings_and_bad_ones_are_refused() -> None:
+    from powerview import settings as config
+    from powerview.exceptions import ConfigError
+    from powerview.ingest import parse_options
+
+    settings = config.load(
+        max_line_bytes=2048, max_header_bytes=4096, max_columns=64, max_file_bytes=1_000_000
+    )
+    options = parse_options(settings)
+    limits = (
+        options.max_line_bytes,
+        options.max_header_bytes,
+        options.max_columns,
+        options.max_file_bytes,
+    )
+    assert limits == (2048, 4096, 64, 1_000_000)
+    with pytest.raises(ConfigError, match="POWERVIEW_MAX_COLUMNS"):
+        config.load(max_columns=0)
+    with pytest.raises(ConfigError, match="POWERVIEW_MAX_LINE_BYTES"):
+        config.load(max_line_bytes=10)

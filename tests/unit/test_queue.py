@@ -653,3 +653,52 @@ def test_an_older_queue_file_gets_the_company_column_from_its_payloads(tmp_path:
         assert sorted(queue.claim("w", 60).company for _ in range(2)) == ["old-a", "old-b"]
     finally:
         queue.close()
+
+
+# -- deaths of pool processes (issue 10) -------------------------------------------------
+
+
+def test_a_job_whose_process_keeps_dying_fails_after_max_crashes(tmp_path: Path, queue) -> None:
+    worker = Worker(queue, tmp_path, WorkerOptions(max_crashes=3, max_backoff_s=300))
+    queue.enqueue("provision", "acme/c1", {"company": "acme", "campaign": "c1"})
+    delays = []
+    for _ in range(3):
+        make_due(queue)
+        job = queue.claim(worker.owner, 60)
+        worker._crashed(job, "killed by signal 9 (SIGKILL)")
+        after = queue.get("provision", "acme/c1")
+        if after.state == "queued":
+            delays.append(round(after.not_before - after.finished_at))
+    assert delays == [2, 4]
+    assert after.state == "failed"
+    assert after.last_error == (
+        "the worker process running this job died 3 times (killed by signal 9 (SIGKILL))"
+    )
+    assert after.result["crashes"] == 3
+
+
+def test_deaths_add_up_across_other_failures_and_out_of_memory_is_one(
+    tmp_path: Path, queue
+) -> None:
+    worker = Worker(queue, tmp_path, WorkerOptions(max_crashes=2))
+    queue.enqueue("provision", "acme/c1", {"company": "acme", "campaign": "c1"})
+    job = queue.claim(worker.owner, 60)
+    worker._crashed(job, "killed by signal 9 (SIGKILL)")
+    make_due(queue)
+    job = queue.claim(worker.owner, 60)
+    worker._record(job, {"outcome": "retry", "error": "InfluxDB unreachable"})
+    assert queue.get("provision", "acme/c1").result["crashes"] == 1
+    make_due(queue)
+    job = queue.claim(worker.owner, 60)
+    worker._record(job, {"outcome": "crashed", "error": "ran out of memory"})
+    after = queue.get("provision", "acme/c1")
+    assert after.state == "failed"
+    assert "died 2 times (ran out of memory)" in after.last_error
+
+
+def test_how_a_pool_process_died_is_told_in_words() -> None:
+    from powerview.worker import death_of
+
+    assert death_of(-9) == "killed by signal 9 (SIGKILL)"
+    assert death_of(1) == "exited with status 1"
+    assert death_of(None) == "ended for an unknown reason"
