@@ -103,6 +103,7 @@ class PeakMemory:
     def __init__(self, leader: int) -> None:
         self.leader = leader
         self.peaks_kb: dict[int, int] = {}
+        self.address_space_kb: dict[int, int] = {}  # VmPeak, against the RLIMIT_AS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -116,6 +117,9 @@ class PeakMemory:
             peak = status_kb(pid, "VmHWM")
             if peak is not None:
                 self.peaks_kb[pid] = max(peak, self.peaks_kb.get(pid, 0))
+            virtual = status_kb(pid, "VmPeak")
+            if virtual is not None:
+                self.address_space_kb[pid] = max(virtual, self.address_space_kb.get(pid, 0))
 
     @property
     def total_mb(self) -> float:
@@ -206,6 +210,7 @@ def test_hostile_files_go_to_error_and_the_worker_s_memory_stays_bounded(
     assert count_points(influx, victim.name) == 20 * Export().width
     assert worker.poll() is None, pv.log_tail("worker")
     print(f"worker tree peak RSS: {memory.total_mb:.0f} MB over {len(memory.peaks_kb)} processes")
+    print(f"per process, peak RSS kB: {memory.peaks_kb}, VmPeak kB: {memory.address_space_kb}")
     assert memory.total_mb < MEMORY_BOUND_MB, memory.peaks_kb
     # Each pool process runs under the address-space limit (1024 MiB by default).
     limited = [p for p, text in limits.items() if _address_space_limit(text) == 1024 * 1024**2]
