@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import pickle
 import resource
 import select
 import signal
@@ -130,7 +131,7 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
 
 
 def exit_with_worker(worker_pid: int) -> None:
-    """Pool process initializer: end this process as soon as the worker dies.
+    """In each pool process: end this process as soon as the worker dies.
 
     Without it a worker killed with SIGKILL leaves its pool processes (and the
     forkserver, which they keep alive) running for ever, and one that was
@@ -319,7 +320,12 @@ class Worker:
         self.queue.recover(alive={self.owner})
         self.queue.beat(
             HEARTBEAT_NAME,
-            {"owner": self.owner, "running": len(self._running), "completed": self.completed},
+            {
+                "owner": self.owner,
+                "running": len(self._running),
+                "completed": self.completed,
+                "pools_replaced": self.pools_replaced,  # each one a dead pool process
+            },
         )
 
     def _scan(self) -> None:
@@ -391,7 +397,7 @@ class Worker:
             while started is not None and not started.empty():
                 job_id, pid = started.get()
                 self._job_pids[job_id] = pid
-        except (OSError, EOFError, ValueError) as exc:  # a process killed mid-write
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # killed mid-write
             log.warning("job start notes unreadable: %s", exc)
 
     def _replace_pool(self, again: bool = True) -> None:
