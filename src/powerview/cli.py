@@ -467,6 +467,7 @@ def worker_command(
         concurrency=concurrency or settings.worker_concurrency,
         scan_interval_s=settings.scan_interval_s if scan_interval is None else scan_interval,
         settle_s=settings.settle_s,
+        memory_limit_mb=settings.worker_memory_limit_mb,
     )
     queue = JobQueue.in_state_dir(settings.state_dir)
     metrics = None

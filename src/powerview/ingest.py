@@ -40,6 +40,10 @@ def parse_options(settings: Settings, now: float | None = None) -> ParseOptions:
         earliest_epoch=int(earliest.timestamp()),
         latest_epoch=latest,
         headerless_time_zone=settings.headerless_timezone,
+        max_line_bytes=settings.max_line_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_columns=settings.max_columns,
+        max_file_bytes=settings.max_file_bytes,
     )
 
 

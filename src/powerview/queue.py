@@ -11,6 +11,10 @@ three. The design is the usual SQLite work queue: WAL journal, one
 Job states: queued → running → done | queued (retry, with backoff) | failed.
 An event for a job that is running sets `rerun`, so a file re-uploaded while
 it was being ingested is ingested again afterwards.
+
+Claiming is fair across companies (issue 10): one company's flood of uploads
+must not starve the others, so `claim` first picks a company (fewest jobs
+running, then the one served longest ago) and only then its oldest ready job.
 """
 
 from __future__ import annotations
@@ -50,9 +54,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     rerun       INTEGER NOT NULL DEFAULT 0,
     source      TEXT,
     last_error  TEXT,
-    result      TEXT
+    result      TEXT,
+    company     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (state, not_before);
+-- When each company was last given a job: the round-robin order of `claim`.
+CREATE TABLE IF NOT EXISTS company_turns (
+    company    TEXT PRIMARY KEY,
+    last_claim REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS heartbeats (
     name  TEXT PRIMARY KEY,
     pid   INTEGER NOT NULL,
@@ -60,6 +70,34 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     at    REAL NOT NULL,
     info  TEXT
 );
+"""
+
+
+# The company `claim` serves next. The companies with queued jobs are listed by
+# a skip scan of the jobs_fair index (one seek per company, not one row per
+# job), so a claim stays fast with 10,000 files of one company waiting.
+_PICK_COMPANY = """
+WITH RECURSIVE waiting(company) AS (
+    SELECT min(company) FROM jobs WHERE state = 'queued'
+    UNION ALL
+    SELECT (SELECT min(company) FROM jobs WHERE state = 'queued' AND company > waiting.company)
+    FROM waiting WHERE waiting.company IS NOT NULL
+),
+ready AS (
+    SELECT company,
+           (SELECT min(not_before) FROM jobs
+            WHERE state = 'queued' AND jobs.company = waiting.company) AS oldest
+    FROM waiting WHERE company IS NOT NULL
+),
+running AS (
+    SELECT company, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY company
+)
+SELECT ready.company FROM ready
+LEFT JOIN running ON running.company = ready.company
+LEFT JOIN company_turns AS turns ON turns.company = ready.company
+WHERE ready.oldest <= :now
+ORDER BY coalesce(running.n, 0), coalesce(turns.last_claim, 0), ready.oldest
+LIMIT 1
 """
 
 
@@ -81,6 +119,7 @@ class Job:
     source: str | None
     last_error: str | None
     result: dict[str, Any] | None
+    company: str  # from the payload; '' when it names none
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -115,6 +154,32 @@ class JobQueue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a queue file written by an older PowerView to this schema.
+
+        Looked at before taking the write lock: the hook opens the queue for
+        every event, and an up-to-date file needs no write.
+        """
+        if self._schema_current():
+            return
+        with self._transaction() as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "company" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN company TEXT NOT NULL DEFAULT ''")
+                db.execute(
+                    "UPDATE jobs SET company = coalesce(json_extract(payload, '$.company'), '')"
+                )
+            # Created here, after the column exists, for queue files of any age.
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS jobs_fair ON jobs (state, company, not_before, id)"
+            )
+
+    def _schema_current(self) -> bool:
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        indexes = {row["name"] for row in self._db.execute("PRAGMA index_list(jobs)")}
+        return "company" in columns and "jobs_fair" in indexes
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> JobQueue:
@@ -153,20 +218,23 @@ class JobQueue:
         """
         now = time.time()
         key = job_key(kind, subject)
+        company = str(payload.get("company") or "")
         with self._transaction() as db:
             row = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
             if row is None:
                 db.execute(
-                    "INSERT INTO jobs (kind, key, payload, state, not_before, enqueued_at, source)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                    (kind, key, json.dumps(payload), now + delay_s, now, source),
+                    "INSERT INTO jobs"
+                    " (kind, key, payload, state, not_before, enqueued_at, source, company)"
+                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    (kind, key, json.dumps(payload), now + delay_s, now, source, company),
                 )
                 return True
             state = row["state"]
             if state == "queued":
                 db.execute(
-                    "UPDATE jobs SET not_before = max(not_before, ?), payload = ? WHERE key = ?",
-                    (now + delay_s, json.dumps(payload), key),
+                    "UPDATE jobs SET not_before = max(not_before, ?), payload = ?, company = ?"
+                    " WHERE key = ?",
+                    (now + delay_s, json.dumps(payload), company, key),
                 )
                 return False
             if state == "running":
@@ -177,28 +245,42 @@ class JobQueue:
             db.execute(
                 "UPDATE jobs SET state = 'queued', attempts = 0, not_before = ?, enqueued_at = ?,"
                 " payload = ?, source = ?, owner = NULL, lease_until = NULL, last_error = NULL,"
-                " result = NULL, started_at = NULL, finished_at = NULL WHERE key = ?",
-                (now + delay_s, now, json.dumps(payload), source, key),
+                " result = NULL, started_at = NULL, finished_at = NULL, company = ? WHERE key = ?",
+                (now + delay_s, now, json.dumps(payload), source, company, key),
             )
             return True
 
     # -- the worker ----------------------------------------------------------
 
     def claim(self, owner: str, lease_s: float) -> Job | None:
-        """Take the oldest ready job, leasing it to `owner` for `lease_s` seconds."""
+        """Take a ready job, leasing it to `owner` for `lease_s` seconds.
+
+        The company comes first: of the companies with a ready job, the one
+        with the fewest jobs running, then the one given a job longest ago,
+        then the one whose job has waited longest; then that company's oldest
+        ready job. A company flooding the queue thus gets one turn in each
+        round, whatever the number of its files.
+        """
         now = time.time()
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE state = 'queued' AND not_before <= ?"
-                " ORDER BY not_before, id LIMIT 1",
-                (now,),
-            ).fetchone()
+            row = db.execute(_PICK_COMPANY, {"now": now}).fetchone()
             if row is None:
                 return None
+            company = row["company"]
+            row = db.execute(
+                "SELECT id FROM jobs WHERE state = 'queued' AND company = ? AND not_before <= ?"
+                " ORDER BY not_before, id LIMIT 1",
+                (company, now),
+            ).fetchone()
             db.execute(
                 "UPDATE jobs SET state = 'running', owner = ?, lease_until = ?, started_at = ?,"
                 " attempts = attempts + 1, rerun = 0 WHERE id = ?",
                 (owner, now + lease_s, now, row["id"]),
+            )
+            db.execute(
+                "INSERT INTO company_turns (company, last_claim) VALUES (?, ?)"
+                " ON CONFLICT(company) DO UPDATE SET last_claim = excluded.last_claim",
+                (company, now),
             )
             claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
         return Job.from_row(claimed)

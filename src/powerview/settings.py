@@ -100,6 +100,23 @@ class Settings(BaseSettings):
     settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
+    # -- limits on what one uploaded file may cost (issue 10), enforced while reading.
+    # The widest real export has 30 channels and 279-byte rows; its JSON header is
+    # 167 bytes (tests/samples/README.md). A row of 1024 channels with the longest
+    # value the parser keeps (sign + 15.15 digits) is about 33 KiB, under the line
+    # limit; a year of the widest device at one row a minute is 147 MB, under the
+    # file limit. The worker's pool processes get an address-space limit.
+    max_line_bytes: int = Field(
+        64 * 1024, ge=1024, le=64 * 1024**2, validation_alias=_env("POWERVIEW_MAX_LINE_BYTES")
+    )
+    max_header_bytes: int = Field(
+        1024**2, ge=1024, le=256 * 1024**2, validation_alias=_env("POWERVIEW_MAX_HEADER_BYTES")
+    )
+    max_columns: int = Field(1024, ge=1, le=100_000, validation_alias=_env("POWERVIEW_MAX_COLUMNS"))
+    max_file_bytes: int = Field(1024**3, ge=1024, validation_alias=_env("POWERVIEW_MAX_FILE_BYTES"))
+    worker_memory_limit_mb: int = Field(
+        1024, ge=0, validation_alias=_env("POWERVIEW_WORKER_MEMORY_LIMIT_MB")
+    )
     # -- operations: `powerview health`, metrics, alerts (see health.py, metrics.py, alerts.py)
     expected_cadence_h: float = Field(
         26.0, gt=0, validation_alias=_env("POWERVIEW_EXPECTED_CADENCE_H")

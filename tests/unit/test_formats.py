@@ -834,3 +834,151 @@ def test_rejected_rows_sum_exactly_the_rejecting_counters(name: str) -> None:
     # dropped in here, and nothing that keeps the row (invalid values, duplicates...).
     counts = ParseCounts(**{name: 1})
     assert counts.nb_rejected_rows == (1 if name in REJECTING else 0)
+
+
+# -- bounded reading (issue 10): limits enforced while reading, never after -----------
+
+
+class CountingBytes(io.BytesIO):
+    """A binary stream that remembers the longest read it served."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.longest_read = 0
+
+    def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        chunk = super().readline(size)
+        self.longest_read = max(self.longest_read, len(chunk))
+        return chunk
+
+
+def lines_of(data: bytes, **limits: int) -> list[str]:
+    from powerview.formats import BoundedLines
+
+    return list(BoundedLines(io.BytesIO(data), ParseOptions(**limits)))
+
+
+def test_a_line_at_the_limit_is_read_and_one_byte_more_is_refused() -> None:
+    assert lines_of(b"a" * 9 + b"\n", max_line_bytes=10) == ["a" * 9 + "\n"]
+    with pytest.raises(FormatError) as error:
+        lines_of(b"ok\n" + b"a" * 10 + b"\n", max_line_bytes=10)
+    assert str(error.value) == "line 2 is longer than 10 bytes (POWERVIEW_MAX_LINE_BYTES)"
+
+
+def test_a_huge_line_is_refused_after_reading_only_the_limit() -> None:
+    from powerview.formats import BoundedLines
+
+    stream = CountingBytes(b"\x00" * 5_000_000 + b"\n")
+    with pytest.raises(FormatError, match="line 1 is longer than 1000 bytes"):
+        list(BoundedLines(stream, ParseOptions(max_line_bytes=1000)))
+    assert stream.longest_read == 1001
+    assert stream.tell() == 1001
+
+
+def test_the_header_lines_share_one_budget_and_rows_do_not_count_in_it() -> None:
+    from powerview.formats import BoundedLines
+
+    reader = BoundedLines(io.BytesIO(b"12345\n12345\n" + b"9" * 50 + b"\n"), ParseOptions(
+        max_header_bytes=12, max_line_bytes=100))  # fmt: skip
+    assert [reader.readline(), reader.readline()] == ["12345\n", "12345\n"]
+    assert list(reader) == ["9" * 50 + "\n"]
+    reader = BoundedLines(io.BytesIO(b"12345\n123456\n"), ParseOptions(max_header_bytes=12))
+    assert reader.readline() == "12345\n"
+    with pytest.raises(FormatError) as error:
+        reader.readline()
+    assert str(error.value) == (
+        "the header is longer than 12 bytes at line 2 (POWERVIEW_MAX_HEADER_BYTES)"
+    )
+
+
+def test_the_reader_stops_at_the_file_limit_even_when_the_file_grew() -> None:
+    # The size checked before reading said the file was small; it is not any more.
+    with pytest.raises(FormatError) as error:
+        lines_of(b"0123456789\n" * 10, max_file_bytes=50)
+    assert str(error.value) == (
+        "the file grew past 50 bytes while being read (POWERVIEW_MAX_FILE_BYTES)"
+    )
+    assert lines_of(b"0123456789\n" * 5, max_file_bytes=55) == ["0123456789\n"] * 5
+
+
+def test_line_ends_are_normalised_and_a_leading_bom_dropped() -> None:
+    data = b"\xef\xbb\xbfone\r\ntwo\rthree\nfour"
+    assert lines_of(data) == ["one\n", "two\n", "three\n", "four"]
+
+
+def test_undecodable_bytes_survive_as_surrogates() -> None:
+    assert lines_of(b"caf\xe9\n") == ["caf\udce9\n"]
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    content = block(ROW0 + ROW1)
+    with pytest.raises(FormatError) as error:
+        parse(tmp_path, content, ParseOptions(max_file_bytes=len(content) - 1))
+    assert str(error.value) == (
+        f"the file is {len(content)} bytes, more than {len(content) - 1} (POWERVIEW_MAX_FILE_BYTES)"
+    )
+    assert parse(tmp_path, content, ParseOptions(max_file_bytes=len(content))).epochs == [
+        T0,
+        T0 + 600,
+    ]
+
+
+def test_a_long_data_line_fails_the_file_with_its_number(tmp_path: Path) -> None:
+    content = block(ROW0 + "20/01/26 00:10:00\t" + "1" * 200 + "\t2\n" + ROW2)
+    with pytest.raises(FormatError) as error:
+        parse(tmp_path, content, ParseOptions(max_line_bytes=100))
+    # START_HEADER, JSON, END_HEADER, START_DATA, serials, labels, ROW0, then the long one.
+    assert str(error.value) == "line 8 is longer than 100 bytes (POWERVIEW_MAX_LINE_BYTES)"
+
+
+def test_a_huge_json_header_is_refused_at_the_header_limit(tmp_path: Path) -> None:
+    metadata = {f"k{n}": n for n in range(100_000)}
+    content = block(ROW0, metadata=metadata)
+    with pytest.raises(FormatError, match=r"the header is longer than 65536 bytes at line 2 "):
+        parse(tmp_path, content, ParseOptions(max_header_bytes=65536))
+
+
+def test_too_many_columns_are_refused_from_the_serial_line(tmp_path: Path) -> None:
+    def wide(columns: int) -> str:
+        serials = "\t".join([MASTER] * (columns + 1))
+        labels = "\t".join(["MV_T302_V002"] + [f"C{n} W" for n in range(columns)])
+        return f"{serials}\n{labels}\n20/01/26 00:00:00" + "\t1" * columns + "\n"
+
+    assert len(parse(tmp_path, wide(40), ParseOptions(max_columns=40)).header.columns) == 40
+    with pytest.raises(FormatError) as error:
+        parse(tmp_path, wide(41), ParseOptions(max_columns=40))
+    assert str(error.value) == "the header has 41 columns, more than 40 (POWERVIEW_MAX_COLUMNS)"
+
+
+def test_the_default_limits_hold_the_widest_real_file_with_room(samples: Path) -> None:
+    # tests/samples/README.md: the widest real export has 31 columns (30 channels).
+    path = samples / "acme/campaign1/02001084/T302_251012_031720.tsv"
+    longest = max(len(line) for line in path.read_bytes().splitlines(keepends=True))
+    defaults = ParseOptions()
+    with open_device_file(path, defaults) as device_file:
+        assert len(device_file.header.columns) == 30
+        assert sum(len(b.epochs) for b in device_file.batches()) > 0
+    assert longest * 16 < defaults.max_line_bytes
+    assert defaults.max_columns > 30 * 16
+
+
+def test_the_limits_come_from_the_settings_and_bad_ones_are_refused() -> None:
+    from powerview import settings as config
+    from powerview.exceptions import ConfigError
+    from powerview.ingest import parse_options
+
+    settings = config.load(
+        max_line_bytes=2048, max_header_bytes=4096, max_columns=64, max_file_bytes=1_000_000
+    )
+    options = parse_options(settings)
+    limits = (
+        options.max_line_bytes,
+        options.max_header_bytes,
+        options.max_columns,
+        options.max_file_bytes,
+    )
+    assert limits == (2048, 4096, 64, 1_000_000)
+    with pytest.raises(ConfigError, match="POWERVIEW_MAX_COLUMNS"):
+        config.load(max_columns=0)
+    with pytest.raises(ConfigError, match="POWERVIEW_MAX_LINE_BYTES"):
+        config.load(max_line_bytes=10)

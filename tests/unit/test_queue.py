@@ -555,3 +555,150 @@ def test_processes_enqueueing_at_once_keep_one_job_per_file(tmp_path: Path) -> N
         assert len({j.key for j in queue.jobs(limit=500)}) == 75
     finally:
         queue.close()
+
+
+# -- fair claiming across companies (issue 10) ---------------------------------------
+
+
+def add_for(queue: JobQueue, company: str, n: int) -> None:
+    subject = f"/data/{company}/c1/sn/{n}.tsv"
+    queue.enqueue("ingest", subject, {"path": subject, "company": company})
+
+
+def test_one_company_s_flood_does_not_starve_another(queue: JobQueue) -> None:
+    for n in range(1000):
+        add_for(queue, "flood", n)
+    add_for(queue, "quiet", 0)
+    first_two = [queue.claim("w", 60).company for _ in range(2)]
+    assert "quiet" in first_two
+
+
+def test_companies_take_turns_even_when_each_job_ends_before_the_next_claim(
+    queue: JobQueue,
+) -> None:
+    # One job at a time (concurrency 1): nothing is ever running at claim time,
+    # so the turn order alone must stop the flood from coming first every time.
+    for n in range(50):
+        add_for(queue, "flood", n)
+    for n in range(3):
+        add_for(queue, "quiet", n)
+    served = []
+    for _ in range(6):
+        job = queue.claim("w", 60)
+        served.append(job.company)
+        queue.finish(job, {"outcome": "done"})
+    assert served == ["flood", "quiet", "flood", "quiet", "flood", "quiet"]
+
+
+def test_the_company_with_fewer_running_jobs_is_served_first(queue: JobQueue) -> None:
+    for n in range(3):
+        add_for(queue, "a", n)
+        add_for(queue, "b", n)
+    claimed = [queue.claim("w", 60).company for _ in range(4)]
+    assert sorted(claimed[:2]) == ["a", "b"]
+    assert sorted(claimed[2:]) == ["a", "b"]
+
+
+def test_within_a_company_the_oldest_ready_job_comes_first(queue: JobQueue) -> None:
+    for n in range(3):
+        add_for(queue, "a", n)
+    queue.enqueue("ingest", "late", {"path": "late", "company": "a"}, delay_s=600)
+    paths = [queue.claim("w", 60).payload["path"] for _ in range(3)]
+    assert paths == [f"/data/a/c1/sn/{n}.tsv" for n in range(3)]
+    assert queue.claim("w", 60) is None  # only the delayed job is left
+
+
+def test_claim_reads_the_fairness_index_not_every_job(queue: JobQueue) -> None:
+    from powerview.queue import _PICK_COMPANY
+
+    for n in range(200):
+        add_for(queue, "flood", n)
+    plan = [row[3] for row in queue._db.execute("EXPLAIN QUERY PLAN " + _PICK_COMPANY, {"now": 0})]
+    job_steps = [step for step in plan if " jobs " in f" {step} "]
+    assert job_steps, plan
+    assert all(step.startswith("SEARCH jobs USING COVERING INDEX jobs_fair") for step in job_steps)
+
+
+def test_an_older_queue_file_gets_the_company_column_from_its_payloads(tmp_path: Path) -> None:
+    path = tmp_path / QUEUE_FILE
+    db = sqlite3.connect(path)
+    with db:  # the schema before issue 10: no company column, no fairness index
+        db.execute(
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL"
+            " UNIQUE, payload TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL"
+            " DEFAULT 0, not_before REAL NOT NULL, enqueued_at REAL NOT NULL, started_at REAL,"
+            " finished_at REAL, owner TEXT, lease_until REAL, rerun INTEGER NOT NULL DEFAULT 0,"
+            " source TEXT, last_error TEXT, result TEXT)"
+        )
+        for n, company in enumerate(["old-a", "old-a", "old-b"]):
+            db.execute(
+                "INSERT INTO jobs (kind, key, payload, state, not_before, enqueued_at)"
+                " VALUES ('ingest', ?, ?, 'queued', 0, 0)",
+                (f"ingest:{n}", f'{{"path": "{n}", "company": "{company}"}}'),
+            )
+        db.execute(
+            "INSERT INTO jobs (kind, key, payload, state, not_before, enqueued_at)"
+            " VALUES ('ingest', 'ingest:x', '{\"path\": \"x\"}', 'done', 0, 0)"
+        )
+    db.close()
+    queue = JobQueue(path)
+    try:
+        companies = {job.key: job.company for job in queue.jobs()}
+        assert companies == {
+            "ingest:0": "old-a",
+            "ingest:1": "old-a",
+            "ingest:2": "old-b",
+            "ingest:x": "",
+        }
+        assert sorted(queue.claim("w", 60).company for _ in range(2)) == ["old-a", "old-b"]
+    finally:
+        queue.close()
+
+
+# -- deaths of pool processes (issue 10) -------------------------------------------------
+
+
+def test_a_job_whose_process_keeps_dying_fails_after_max_crashes(tmp_path: Path, queue) -> None:
+    worker = Worker(queue, tmp_path, WorkerOptions(max_crashes=3, max_backoff_s=300))
+    queue.enqueue("provision", "acme/c1", {"company": "acme", "campaign": "c1"})
+    delays = []
+    for _ in range(3):
+        make_due(queue)
+        job = queue.claim(worker.owner, 60)
+        worker._crashed(job, "killed by signal 9 (SIGKILL)")
+        after = queue.get("provision", "acme/c1")
+        if after.state == "queued":
+            delays.append(round(after.not_before - after.finished_at))
+    assert delays == [2, 4]
+    assert after.state == "failed"
+    assert after.last_error == (
+        "the worker process running this job died 3 times (killed by signal 9 (SIGKILL))"
+    )
+    assert after.result["crashes"] == 3
+
+
+def test_deaths_add_up_across_other_failures_and_out_of_memory_is_one(
+    tmp_path: Path, queue
+) -> None:
+    worker = Worker(queue, tmp_path, WorkerOptions(max_crashes=2))
+    queue.enqueue("provision", "acme/c1", {"company": "acme", "campaign": "c1"})
+    job = queue.claim(worker.owner, 60)
+    worker._crashed(job, "killed by signal 9 (SIGKILL)")
+    make_due(queue)
+    job = queue.claim(worker.owner, 60)
+    worker._record(job, {"outcome": "retry", "error": "InfluxDB unreachable"})
+    assert queue.get("provision", "acme/c1").result["crashes"] == 1
+    make_due(queue)
+    job = queue.claim(worker.owner, 60)
+    worker._record(job, {"outcome": "crashed", "error": "ran out of memory"})
+    after = queue.get("provision", "acme/c1")
+    assert after.state == "failed"
+    assert "died 2 times (ran out of memory)" in after.last_error
+
+
+def test_how_a_pool_process_died_is_told_in_words() -> None:
+    from powerview.worker import death_of
+
+    assert death_of(-9) == "killed by signal 9 (SIGKILL)"
+    assert death_of(1) == "exited with status 1"
+    assert death_of(None) == "ended for an unknown reason"

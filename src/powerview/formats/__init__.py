@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from powerview.exceptions import FormatError
 from powerview.formats import mv
@@ -25,6 +25,7 @@ from powerview.formats.base import (
     ParseOptions,
     RowBatch,
 )
+from powerview.formats.lines import BoundedLines
 
 FORMATS: dict[str, DeviceFormat] = {
     mv.name: mv,  # type: ignore[dict-item]  # a module satisfies the protocol
@@ -35,6 +36,7 @@ _TAIL_BYTES = 256
 
 __all__ = [
     "FORMATS",
+    "BoundedLines",
     "Column",
     "DeviceFile",
     "DeviceFormat",
@@ -57,11 +59,17 @@ def detect(first_lines: list[str]) -> DeviceFormat:
     raise FormatError(f"not a known device export (first line: {first!r})")
 
 
-def open_stream(stream: TextIO, options: ParseOptions, tail: str | None = None) -> DeviceFile:
-    """Open a text stream; it must support readline and iteration (not seek)."""
+def open_stream(
+    stream: TextIO | BinaryIO | BoundedLines, options: ParseOptions, tail: str | None = None
+) -> DeviceFile:
+    """Open a stream (binary, or text); it must support readline(limit) (not seek).
+
+    Every line is read within `options`' limits (see formats/lines.py).
+    """
     first: list[str] = []
+    lines = stream if isinstance(stream, BoundedLines) else BoundedLines(stream, options)
     # Peek at the first lines without consuming them, for streams that cannot seek.
-    buffered = _PeekStream(stream)
+    buffered = _PeekStream(lines)
     for _ in range(2):
         line = buffered.peek_line()
         if line is None:
@@ -74,25 +82,29 @@ def open_stream(stream: TextIO, options: ParseOptions, tail: str | None = None) 
 
 @contextlib.contextmanager
 def open_device_file(path: Path, options: ParseOptions) -> Iterator[DeviceFile]:
-    """Open a device file for streaming; binary content and empty files fail at once."""
+    """Open a device file for streaming; binary content, empty and too large files fail at once."""
     with path.open("rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        if size > options.max_file_bytes:
+            raise FormatError(
+                f"the file is {size} bytes, more than {options.max_file_bytes}"
+                " (POWERVIEW_MAX_FILE_BYTES)"
+            )
         head = raw.read(_HEAD_BYTES)
         if not head:
             raise FormatError("empty file")
         if b"\x00" in head:
             raise FormatError("binary content (NUL bytes), not a device export")
-        size = os.fstat(raw.fileno()).st_size
         raw.seek(max(0, size - _TAIL_BYTES))
-        tail = raw.read().decode("utf-8", errors="replace")
-    # errors="surrogateescape": a stray non-UTF-8 byte costs its row, not the file.
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline=None) as text:
-        yield open_stream(text, options, tail)
+        tail = raw.read(_TAIL_BYTES).decode("utf-8", errors="replace")
+        raw.seek(0)
+        yield open_stream(raw, options, tail)
 
 
 class _PeekStream:
     """A text stream whose first lines can be looked at before the format reads them."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: BoundedLines) -> None:
         self._stream = stream
         self._pending: list[str] = []
         self._peeked = 0

@@ -128,3 +128,10 @@ class ParseOptions:
     latest_epoch: int | None = None  # None: no upper bound
     headerless_time_zone: str = "UTC"  # plain-layout files carry no time setting
     batch_rows: int = 2000
+    # Limits on what a client's file may make the reader hold (issue 10); a file
+    # breaking one is refused with a FormatError naming the setting. Why these
+    # defaults: see the settings (POWERVIEW_MAX_*) in settings.py.
+    max_line_bytes: int = 64 * 1024
+    max_header_bytes: int = 1024 * 1024
+    max_columns: int = 1024
+    max_file_bytes: int = 1024**3

@@ -110,6 +110,13 @@ class MVFile:
             serial_line = self._next_line()
         else:
             serial_line = first
+        # Counted before the label line is read and before anything is split.
+        width = serial_line.count("\t") if serial_line is not None else 0
+        if width > self._options.max_columns:
+            raise FormatError(
+                f"the header has {width} columns, more than {self._options.max_columns}"
+                " (POWERVIEW_MAX_COLUMNS)"
+            )
         label_line = self._next_line()
         if serial_line is None or label_line is None:
             raise FormatError("header cut short: the serial and label lines are missing")
