@@ -9,10 +9,11 @@ plus one line below, plus its tests.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from powerview.exceptions import FormatError
 from powerview.formats import mv
@@ -73,20 +74,37 @@ def open_stream(stream: TextIO, options: ParseOptions, tail: str | None = None) 
 
 
 @contextlib.contextmanager
-def open_device_file(path: Path, options: ParseOptions) -> Iterator[DeviceFile]:
-    """Open a device file for streaming; binary content and empty files fail at once."""
-    with path.open("rb") as raw:
-        head = raw.read(_HEAD_BYTES)
+def open_device_file(source: Path | BinaryIO, options: ParseOptions) -> Iterator[DeviceFile]:
+    """Open a device file for streaming; binary content and empty files fail at once.
+
+    `source` is a path (operator tools) or a binary file object already opened
+    (the worker's upload, opened once without following links): the content
+    is read from that object only, never reopened by name. Only a bounded
+    head and tail are read before parsing starts.
+    """
+    with contextlib.ExitStack() as stack:
+        raw = source if not isinstance(source, Path) else stack.enter_context(source.open("rb"))
+        fd = raw.fileno()
+        head = os.pread(fd, _HEAD_BYTES, 0)
         if not head:
             raise FormatError("empty file")
         if b"\x00" in head:
             raise FormatError("binary content (NUL bytes), not a device export")
-        size = os.fstat(raw.fileno()).st_size
-        raw.seek(max(0, size - _TAIL_BYTES))
-        tail = raw.read().decode("utf-8", errors="replace")
-    # errors="surrogateescape": a stray non-UTF-8 byte costs its row, not the file.
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline=None) as text:
-        yield open_stream(text, options, tail)
+        size = os.fstat(fd).st_size
+        start = max(0, size - _TAIL_BYTES)
+        tail = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
+        raw.seek(0)
+        # errors="surrogateescape": a stray non-UTF-8 byte costs its row, not the file.
+        text = io.TextIOWrapper(
+            raw,
+            encoding="utf-8-sig",
+            errors="surrogateescape",
+            newline=None,  # type: ignore[arg-type]
+        )
+        try:
+            yield open_stream(text, options, tail)
+        finally:
+            text.detach()  # the caller's file object stays open; a path's is closed above
 
 
 class _PeekStream:
