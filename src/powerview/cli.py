@@ -516,7 +516,7 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         for job in jobs:
             table.add_row(
                 str(job.id), job.kind, job.state, str(job.attempts),
-                job.key.split(":", 1)[1], job.last_error or "",
+                job.subject, job.last_error or "",
             )  # fmt: skip
         out.print(table)
     return ExitStatus.OK

@@ -189,6 +189,8 @@ class Upload:
         the two leaves both names: `finish_interrupted_move` repairs it.
         """
         target_fd = self.outcome_dir(outcome)
+        if os.fstat(self.fd).st_nlink == 0:
+            raise UnsafeUploadError("the upload was deleted by its client while it was processed")
         stem, suffix = os.path.splitext(self.file_name)
         for attempt in range(10_000):
             name = self.file_name if attempt == 0 else b"%s.%d%s" % (stem, attempt, suffix)
