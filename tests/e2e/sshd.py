@@ -194,6 +194,10 @@ class SftpServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     companies: list[Company] = field(default_factory=list)
+    # `internal-sftp -P` requests refused (e.g. "symlink,hardlink", as the shipped
+    # deploy fragment does). Empty by default: the attack tests need links allowed,
+    # since PowerView must be safe without that restriction.
+    sftp_denied: str = ""
     _made_privsep_dir: bool = False
 
     @property
@@ -291,7 +295,8 @@ class SftpServer:
         lines += [
             f"Match User {self.user_prefix}*",
             f"    ChrootDirectory {self.base}/chroot-%u",
-            "    ForceCommand internal-sftp -u 0022 -d /%u",
+            "    ForceCommand internal-sftp -u 0022 -d /%u"
+            + (f" -P {self.sftp_denied}" if self.sftp_denied else ""),
         ]
         return "\n".join(lines) + "\n"
 
