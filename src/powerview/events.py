@@ -91,7 +91,11 @@ def _clean_path(
     # Below the root, no symbolic link: a client could plant one that points at
     # another company's file or folder and have it processed.
     real = os.path.normpath(os.path.join(root, relative))
-    if os.path.realpath(real) != real:
+    try:
+        resolved = os.path.realpath(real)
+    except OSError:  # a link swapped while it was resolved (lstat, then readlink)
+        return f"path {text!r} changed while it was looked at"
+    if resolved != real:
         return f"path {text!r} goes through a symbolic link"
     parts = () if relative == "." else Path(relative).parts
     return Path(real), parts
