@@ -36,6 +36,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted under the upload's name must not block the worker.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _KINDS = ("company", "campaign", "device")
+_NAME_MAX = 255
 
 
 def display(name: str | bytes | os.PathLike[str]) -> str:
@@ -193,7 +194,7 @@ class Upload:
             raise UnsafeUploadError("the upload was deleted by its client while it was processed")
         stem, suffix = os.path.splitext(self.file_name)
         for attempt in range(10_000):
-            name = self.file_name if attempt == 0 else b"%s.%d%s" % (stem, attempt, suffix)
+            name = self.file_name if attempt == 0 else _numbered(stem, attempt, suffix)
             try:
                 os.link(
                     f"/proc/self/fd/{self.fd}", name, dst_dir_fd=target_fd, follow_symlinks=True
@@ -282,6 +283,12 @@ class Upload:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _numbered(stem: bytes, attempt: int, suffix: bytes) -> bytes:
+    """`stem.<attempt><suffix>`, the stem shortened to keep within 255 bytes (NAME_MAX)."""
+    tail = b".%d%s" % (attempt, suffix)
+    return stem[: max(1, _NAME_MAX - len(tail))] + tail
 
 
 def open_upload(data_root: Path, path: Path | str | bytes) -> Upload:

@@ -180,3 +180,16 @@ def test_queue_keys_carry_any_bytes_losslessly(tmp_path: Path) -> None:
         assert "\\xff" in job.subject
     finally:
         queue.close()
+
+
+def test_a_255_byte_name_taken_in_parsed_gets_a_shortened_free_name(root: Path) -> None:
+    device = root / "acme" / "c1" / SN
+    name = "x" * 251 + ".tsv"
+    (device / "parsed").mkdir()
+    (device / "parsed" / name).write_bytes(b"an earlier file\n")
+    path = Export(rows=2).write(device / name)
+    with open_upload(root, path) as upload:
+        moved = upload.move_to("parsed")
+    assert len(moved.name) == 255
+    assert moved.name.endswith(".1.tsv")
+    assert (device / "parsed" / name).read_bytes() == b"an earlier file\n"
