@@ -274,8 +274,8 @@ def test_swapping_the_upload_for_a_link_while_it_is_ingested_never_reads_b(
         while not stop.is_set():
             A_FILE.write(device / ".a")
             os.rename(device / ".a", name)
-            time.sleep(0.002)
-            os.symlink(os.path.relpath(b_file, device), device / ".l")
+            time.sleep(0.0005)  # short: a check made now is likely followed by an open
+            os.symlink(os.path.relpath(b_file, device), device / ".l")  # in the link phase
             os.rename(device / ".l", name)
             swaps[0] += 1
             time.sleep(0.002)
@@ -292,6 +292,7 @@ def test_swapping_the_upload_for_a_link_while_it_is_ingested_never_reads_b(
     finally:
         stop.set()
         thread.join(timeout=30)
+    print(f"{swaps[0]} swaps; A's file moved to parsed/ {len(os.listdir(parsed))} times")
     assert swaps[0] > 50
     assert all(p.poll() is None for p in pv.processes.values()), pv.logs()
     assert count_points(influx, tenants.a.name, device_master_sn=A_SN) > 0
