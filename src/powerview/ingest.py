@@ -118,11 +118,7 @@ def _ingest_upload(
     upload: Upload, writer: LineWriter, options: IngestOptions, report: FileReport
 ) -> None:
     try:
-        company, campaign, device_sn = upload.checked_names()
-        report.company, report.campaign, report.device_sn = company, campaign, device_sn
-        problem = name_problem(upload.file_name)
-        if problem is not None:
-            raise FormatError(problem)
+        # First: a move to error/ interrupted by a crash is finished, not made twice.
         already = None if options.dry_run else upload.finish_interrupted_move()
         if already is not None:
             # A crash hit between writing and moving: the data is in, finish the move.
@@ -130,6 +126,11 @@ def _ingest_upload(
             report.moved_to = display(already)
             report.warnings.append("finished a move interrupted by a crash")
             return
+        company, campaign, device_sn = upload.checked_names()
+        report.company, report.campaign, report.device_sn = company, campaign, device_sn
+        problem = name_problem(upload.file_name)
+        if problem is not None:
+            raise FormatError(problem)
         if upload.info.st_nlink > 1:
             raise FormatError(
                 f"hard-linked upload ({upload.info.st_nlink} names for one file): refused,"

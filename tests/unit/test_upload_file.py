@@ -193,3 +193,15 @@ def test_a_255_byte_name_taken_in_parsed_gets_a_shortened_free_name(root: Path) 
     assert len(moved.name) == 255
     assert moved.name.endswith(".1.tsv")
     assert (device / "parsed" / name).read_bytes() == b"an earlier file\n"
+
+
+def test_an_interrupted_move_of_an_odd_name_to_error_is_finished_once(root: Path) -> None:
+    device = root / "acme" / "c1" / SN
+    name = os.fsdecode(b"\xff.tsv")
+    path = Export(rows=2).write(device / name)
+    (device / "error").mkdir()
+    os.link(path, device / "error" / name)  # the crash came between link and unlink
+    report = ingest_file(path, NullWriter(), IngestOptions(data_root=root))
+    assert report.status == "error"
+    assert os.listdir(os.fsencode(device / "error")) == [b"\xff.tsv"]
+    assert not os.path.lexists(path)
