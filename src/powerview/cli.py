@@ -507,8 +507,10 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
     finally:
         queue.close()
     if json_output:
-        rows = [{k: v for k, v in job.__dict__.items()} for job in jobs]
-        out.print_json(json.dumps({"counts": counts, "oldest_waiting_s": oldest, "jobs": rows}))
+        rows = [{**job.__dict__, "subject": job.subject} for job in jobs]
+        # ensure_ascii: a path with undecodable bytes stays valid, lossless JSON (\udcxx).
+        document = {"counts": counts, "oldest_waiting_s": oldest, "jobs": rows}
+        out.print_json(json.dumps(document), ensure_ascii=True)
         return ExitStatus.OK
     age = f", oldest waiting {oldest:.0f} s" if oldest is not None else ""
     out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + age)
@@ -517,7 +519,7 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         for job in jobs:
             table.add_row(
                 str(job.id), job.kind, job.state, str(job.attempts),
-                job.key.split(":", 1)[1], job.last_error or "",
+                job.subject, job.last_error or "",
             )  # fmt: skip
         out.print(table)
     return ExitStatus.OK

@@ -5,7 +5,10 @@ after its timeout (30 s by default) and a slow synchronous hook stalls the
 client, while an ingestion or a provisioning run can take longer than that.
 
 Decisions are pure functions of the event (`decide_sftpgo`, `decide_path`),
-so every hostile path is tested without a server.
+so every hostile path is tested without a server. Paths are `str` as
+`os.fsdecode` makes them (undecodable bytes as lone surrogates, lossless):
+the queue stores them losslessly and the worker sets aside a file whose
+name it cannot represent, with the reason, in its `error/`.
 """
 
 from __future__ import annotations
@@ -61,11 +64,16 @@ def parse_user_map(text: str) -> dict[str, str]:
     return mapping
 
 
-def _clean_path(text: str, data_root: Path) -> tuple[Path, tuple[str, ...]] | str:
+def _clean_path(
+    text: str, data_root: Path, event: Literal["file", "dir"] = "file"
+) -> tuple[Path, tuple[str, ...]] | str:
     """An absolute, normal path under `data_root` and its parts below it, or why not."""
     if not text:
         return "no path"
-    if "\x00" in text or "\n" in text:
+    # A control character in the file name itself is the worker's to set aside
+    # (error/, with the reason): only the folders must be plain names here.
+    folders = os.path.dirname(text) if event == "file" else text
+    if "\x00" in text or "\n" in folders:
         return "control characters in the path"
     if not os.path.isabs(text):
         return f"path {text!r} is not absolute"
@@ -83,7 +91,11 @@ def _clean_path(text: str, data_root: Path) -> tuple[Path, tuple[str, ...]] | st
     # Below the root, no symbolic link: a client could plant one that points at
     # another company's file or folder and have it processed.
     real = os.path.normpath(os.path.join(root, relative))
-    if os.path.realpath(real) != real:
+    try:
+        resolved = os.path.realpath(real)
+    except OSError:  # a link swapped while it was resolved (lstat, then readlink)
+        return f"path {text!r} changed while it was looked at"
+    if resolved != real:
         return f"path {text!r} goes through a symbolic link"
     parts = () if relative == "." else Path(relative).parts
     return Path(real), parts
@@ -93,7 +105,7 @@ def decide_path(
     event: Literal["file", "dir"], text: str, data_root: Path, company: str | None = None
 ) -> Decision:
     """A finished file or a new folder at `text`; `company` is the acting user's, if any."""
-    cleaned = _clean_path(text, data_root)
+    cleaned = _clean_path(text, data_root, event)
     if isinstance(cleaned, str):
         return ignore(cleaned)
     path, parts = cleaned
@@ -196,7 +208,7 @@ def scan(
             if not layout.is_candidate(path):
                 continue
             try:
-                if now - path.stat().st_mtime < min_age_s:
+                if now - path.lstat().st_mtime < min_age_s:
                     continue
             except FileNotFoundError:
                 continue
@@ -295,7 +307,7 @@ class TreeWatcher:
 def still_being_written(path: Path, settle_s: float) -> str | None:
     """Why `path` looks like an upload in progress, or None when it looks finished."""
     try:
-        info = path.stat()
+        info = path.lstat()  # never a link's target: it may be another company's file
     except FileNotFoundError:
         return None
     age = time.time() - info.st_mtime
@@ -313,7 +325,7 @@ def _open_for_writing(path: Path) -> bool:
     import fcntl
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return False
     try:

@@ -3,6 +3,7 @@
     PowerViewError
     ├── ConfigError          a setting is missing or malformed
     ├── NameRuleError        a company, campaign or device name breaks the name rule
+    ├── UnsafeUploadError    an upload reached through a link, or not a plain file
     ├── FormatError          a device file cannot be read as any known format
     │   └── IncompleteFileError   a block file without its closing END_DATA
     ├── InfrastructureError  a server or the filesystem failed; retry later
@@ -27,6 +28,10 @@ class ConfigError(PowerViewError):
 
 class NameRuleError(PowerViewError, ValueError):
     """A name taken from a path does not follow the name rule."""
+
+
+class UnsafeUploadError(PowerViewError):
+    """An upload (or a folder on its way) is a link or not a plain file: never followed."""
 
 
 class FormatError(PowerViewError):

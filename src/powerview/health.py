@@ -329,9 +329,8 @@ def check_queue(settings: Settings, queue_path: Path, now: float) -> CheckResult
             )
         )
     for job in failed:
-        subject = job.key.split(":", 1)[1]
         problems.append(
-            Problem(job.key, Status.WARNING, f"job failed: {subject}: {job.last_error or '?'}")
+            Problem(job.key, Status.WARNING, f"job failed: {job.subject}: {job.last_error or '?'}")
         )
     base = f"{counts['queued']} queued, {counts['running']} running, {counts['failed']} failed" + (
         f", oldest waiting {ago(oldest)}" if oldest is not None else ""

@@ -1,6 +1,7 @@
 """The ingest pipeline: one device file, or many, into InfluxDB.
 
-For each file: locate (validated names) → open (format detection, header) →
+For each file: open once without following links, names from that walk
+(validated) → read from that descriptor (format detection, header) →
 stream batches → encode → write → move to `parsed/`. Content problems send
 the file to `error/` with the reason; infrastructure problems (InfluxDB down,
 disk trouble) leave it where it is, marked deferred, for a later run.
@@ -18,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from powerview import layout
-from powerview.exceptions import FormatError, InfrastructureError, NameRuleError
+from powerview.exceptions import (
+    FormatError,
+    InfrastructureError,
+    NameRuleError,
+    UnsafeUploadError,
+)
 from powerview.formats import Header, ParseOptions, open_device_file
 from powerview.influx import InfluxTarget, LineWriter
 from powerview.lineprotocol import BatchEncoder
@@ -26,6 +32,7 @@ from powerview.report import META_PRECISION, ChannelReport, FileReport, RunRepor
 from powerview.schema import series_for
 from powerview.settings import Settings
 from powerview.stats import FileStats
+from powerview.upload_file import Upload, display, name_problem, open_upload, split_below
 
 log = logging.getLogger(__name__)
 
@@ -74,35 +81,34 @@ class IngestOptions:
 
 
 def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
-    """Ingest one file and decide its outcome; never raises for a bad file."""
+    """Ingest one file and decide its outcome; never raises for a bad file.
+
+    The file is opened once from the data root without following links
+    (`upload_file.open_upload`); its company, campaign and device come from
+    that walk, its content from that descriptor, and its move goes through
+    the device folder's descriptor. A link on the way is refused, left where
+    it is and reported; nothing is ever read or moved through it.
+    """
     started = time.perf_counter()
-    report = FileReport(path=str(path), file_name=path.name)
-    if not layout.is_candidate(path):
-        report.error = (
-            "not a waiting upload: already processed, temporary, a symbolic link or not a .tsv file"
-        )
-        report.duration_s = round(time.perf_counter() - started, 4)
-        return report  # skipped, left where it is
+    report = FileReport(path=display(path), file_name=display(path.name))
     try:
-        location = layout.locate(path, options.data_root)
-        report.company, report.campaign = location.company, location.campaign
-        report.device_sn = location.device_sn
-        already = None if options.dry_run else layout.finish_interrupted_move(path)
-        if already is not None:
-            # A crash hit between writing and moving: the data is in, finish the move.
-            report.status = "success" if already.parent.name == "parsed" else "error"
-            report.moved_to = str(already)
-            report.warnings.append("finished a move interrupted by a crash")
-            return report
-        _stream_into(location, writer, options, report)
-    except NameRuleError as exc:
-        _reject(report, path, str(exc), options, movable=_has_device_folder(path, options))
-    except FormatError as exc:
-        _reject(report, path, str(exc), options, movable=True)
-    except InfrastructureError as exc:
-        report.status = "deferred"
-        report.deferred_by = "influxdb"
+        if not layout.is_candidate(path):
+            report.error = (
+                "not a waiting upload: already processed, temporary, a symbolic link"
+                " or not a .tsv file"
+            )
+            return report  # skipped, left where it is
+        with open_upload(options.data_root, path) as upload:
+            report.company, report.campaign, report.device_sn = upload.folder_names()
+            _ingest_upload(upload, writer, options, report)
+    except (NameRuleError, UnsafeUploadError) as exc:
+        # Not at <company>/<campaign>/<device>/ or reached through a link: left alone.
+        report.status = "skipped"
         report.error = str(exc)
+        log.warning("%s left where it is: %s", report.path, exc)
+    except FileNotFoundError:
+        report.status = "skipped"
+        report.error = "gone before it could be opened"
     except OSError as exc:
         report.status = "deferred"
         report.deferred_by = "filesystem"
@@ -112,11 +118,48 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     return report
 
 
-def _stream_into(
-    location: layout.Location, writer: LineWriter, options: IngestOptions, report: FileReport
+def _ingest_upload(
+    upload: Upload, writer: LineWriter, options: IngestOptions, report: FileReport
 ) -> None:
-    path = location.path
-    with open_device_file(path, options.parse) as device_file:
+    try:
+        # First: a move to error/ interrupted by a crash is finished, not made twice.
+        already = None if options.dry_run else upload.finish_interrupted_move()
+        if already is not None:
+            # A crash hit between writing and moving: the data is in, finish the move.
+            report.status = "success" if already.parent.name == "parsed" else "error"
+            report.moved_to = display(already)
+            report.warnings.append("finished a move interrupted by a crash")
+            return
+        company, campaign, device_sn = upload.checked_names()
+        report.company, report.campaign, report.device_sn = company, campaign, device_sn
+        problem = name_problem(upload.file_name)
+        if problem is not None:
+            raise FormatError(problem)
+        if upload.info.st_nlink > 1:
+            raise FormatError(
+                f"hard-linked upload ({upload.info.st_nlink} names for one file): refused,"
+                " upload a plain file"
+            )
+        if not options.dry_run:
+            upload.check_outcome_dir("parsed")  # a hostile parsed/ is refused before any write
+        location = layout.Location(options.data_root, company, campaign, device_sn, upload.path)
+        _stream_into(location, upload, writer, options, report)
+    except (NameRuleError, FormatError, UnsafeUploadError) as exc:
+        _reject(report, upload, str(exc), options)
+    except InfrastructureError as exc:
+        report.status = "deferred"
+        report.deferred_by = "influxdb"
+        report.error = str(exc)
+
+
+def _stream_into(
+    location: layout.Location,
+    upload: Upload,
+    writer: LineWriter,
+    options: IngestOptions,
+    report: FileReport,
+) -> None:
+    with upload.binary() as raw, open_device_file(raw, options.parse) as device_file:
         header = device_file.header
         report.format = _describe(header)
         report.metadata = header.metadata
@@ -167,7 +210,7 @@ def _stream_into(
     report.partial = bool(counts["nb_rejected_rows"] or counts["nb_invalid_values"])
     report.status = "success"
     if not options.dry_run:
-        report.moved_to = str(layout.move_to_outcome(path, "parsed"))
+        report.moved_to = display(upload.move_to("parsed"))
 
 
 def _describe(header: Header) -> dict[str, object]:
@@ -181,26 +224,21 @@ def _describe(header: Header) -> dict[str, object]:
     }
 
 
-def _has_device_folder(path: Path, options: IngestOptions) -> bool:
-    parts = layout.relative_parts(path, options.data_root)
-    return parts is not None and len(parts) == 4
-
-
-def _reject(
-    report: FileReport, path: Path, reason: str, options: IngestOptions, movable: bool
-) -> None:
+def _reject(report: FileReport, upload: Upload, reason: str, options: IngestOptions) -> None:
+    """Set the file aside in its `error/`; if that folder cannot be trusted, leave it."""
     report.error = reason
-    if not movable:
-        report.status = "skipped"
-        return
     report.status = "error"
-    if not options.dry_run:
-        try:
-            report.moved_to = str(layout.move_to_outcome(path, "error"))
-        except OSError as exc:
-            report.status = "deferred"
-            report.deferred_by = "filesystem"
-            report.error = f"{reason}; and moving it to error/ failed: {exc}"
+    if options.dry_run:
+        return
+    try:
+        report.moved_to = display(upload.move_to("error"))
+    except UnsafeUploadError as exc:
+        report.status = "skipped"
+        report.error = f"{reason}; left where it is: {exc}"
+    except OSError as exc:
+        report.status = "deferred"
+        report.deferred_by = "filesystem"
+        report.error = f"{reason}; and moving it to error/ failed: {exc}"
 
 
 def ingest_paths(
@@ -216,8 +254,8 @@ def ingest_paths(
     for path in files:
         if outage is not None:
             report = FileReport(
-                path=str(path),
-                file_name=path.name,
+                path=display(path),
+                file_name=display(path.name),
                 status="deferred",
                 error=outage,
                 deferred_by="influxdb",
@@ -235,6 +273,9 @@ def ingest_paths(
 
 
 def _fill_location(report: FileReport, path: Path, options: IngestOptions) -> None:
-    parts = layout.relative_parts(path, options.data_root)
-    if parts is not None and len(parts) == 4:
-        report.company, report.campaign, report.device_sn = parts[0], parts[1], parts[2]
+    try:
+        parts = split_below(path, options.data_root)
+    except NameRuleError:
+        return
+    if len(parts) == 4:
+        report.company, report.campaign, report.device_sn = (display(p) for p in parts[:3])

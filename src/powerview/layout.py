@@ -8,21 +8,18 @@ never over an earlier file of the same name, and are never picked up again.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from powerview.exceptions import NameRuleError
+from powerview.upload_file import OUTCOME_DIRS, Outcome, open_in_folder
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
-OUTCOME_DIRS = ("parsed", "error")
 DATA_SUFFIX = ".tsv"
-Outcome = Literal["parsed", "error"]
 # Temporary names of uploads in progress: SFTPGo atomic mode, WinSCP, rsync-style dot files.
 _TEMPORARY_PREFIXES = (".",)
 _TEMPORARY_SUFFIXES = (".filepart", ".part", ".tmp")
@@ -112,28 +109,11 @@ def move_to_outcome(path: Path, outcome: Outcome) -> Path:
     link() then unlink(): link fails atomically when the name is taken, so a
     clash picks the next name (`x.1.tsv`, `x.2.tsv`, ...). A crash between the
     two leaves the file in both places; `finish_interrupted_move` repairs it.
+    The file is not followed if it is a link, nor is the outcome folder
+    (`upload_file.Upload.move_to` does the work, relative to folder descriptors).
     """
-    target_dir = path.parent / outcome
-    target_dir.mkdir(exist_ok=True)
-    stem, suffix = os.path.splitext(path.name)
-    for attempt in range(10_000):
-        name = path.name if attempt == 0 else f"{stem}.{attempt}{suffix}"
-        target = target_dir / name
-        try:
-            os.link(path, target)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP):
-                raise
-            # No hard links here: fall back to a checked rename.
-            if target.exists():
-                continue
-            os.rename(path, target)
-            return target
-        path.unlink()
-        return target
-    raise FileExistsError(f"no free name for {path.name} in {target_dir}")
+    with open_in_folder(path) as upload:
+        return upload.move_to(outcome)
 
 
 def finish_interrupted_move(path: Path) -> Path | None:
@@ -141,15 +121,5 @@ def finish_interrupted_move(path: Path) -> Path | None:
 
     Returns where the file already is, or None when no move was under way.
     """
-    info = path.stat()
-    if info.st_nlink < 2:
-        return None
-    for outcome in OUTCOME_DIRS:
-        folder = path.parent / outcome
-        if not folder.is_dir():
-            continue
-        for entry in os.scandir(folder):
-            if entry.is_file() and entry.inode() == info.st_ino:
-                path.unlink()
-                return Path(entry.path)
-    return None
+    with open_in_folder(path) as upload:
+        return upload.finish_interrupted_move()

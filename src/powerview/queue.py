@@ -19,6 +19,7 @@ running, then the one served longest ago) and only then its oldest ready job.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -36,6 +37,7 @@ JobKind = Literal["ingest", "provision"]
 JobState = Literal["queued", "running", "done", "failed"]
 QUEUE_FILE = "queue.sqlite3"
 DONE_RETENTION_S = 7 * 86_400
+_BYTES_KEY = "#b64:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -121,6 +123,11 @@ class Job:
     result: dict[str, Any] | None
     company: str  # from the payload; '' when it names none
 
+    @property
+    def subject(self) -> str:
+        """What the job is about, printable (a path, or company/campaign)."""
+        return key_subject(self.key)
+
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         values = dict(row)
@@ -131,8 +138,39 @@ class Job:
 
 
 def job_key(kind: JobKind, subject: str) -> str:
-    """The deduplication key: one job per file, one per company/campaign."""
-    return f"{kind}:{subject}"
+    """The deduplication key: one job per file, one per company/campaign.
+
+    A path below the data root may hold any bytes; those that are not UTF-8
+    come as lone surrogates (`os.fsdecode`), which SQLite refuses. Such a
+    subject is stored as `<kind>#b64:<base64 of its bytes>`: lossless, and
+    never equal to a plain `<kind>:<subject>` key.
+    """
+    if _is_text(subject):
+        return f"{kind}:{subject}"
+    encoded = base64.urlsafe_b64encode(os.fsencode(subject)).decode("ascii")
+    return f"{kind}{_BYTES_KEY}{encoded}"
+
+
+def key_subject(key: str) -> str:
+    """The subject of a job key as printable text (undecodable bytes as `\\xff`)."""
+    kind, sep, encoded = key.partition(_BYTES_KEY)
+    if sep and kind in ("ingest", "provision"):
+        raw = base64.urlsafe_b64decode(encoded)
+        return raw.decode("utf-8", errors="backslashreplace")
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(text: str) -> str:
+    """`text` with any lone surrogate escaped, so SQLite takes it (error messages, sources)."""
+    return text if _is_text(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def this_owner() -> str:
@@ -218,7 +256,8 @@ class JobQueue:
         """
         now = time.time()
         key = job_key(kind, subject)
-        company = str(payload.get("company") or "")
+        company = _storable(str(payload.get("company") or ""))
+        source = _storable(source)
         with self._transaction() as db:
             row = db.execute("SELECT state FROM jobs WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -323,7 +362,7 @@ class JobQueue:
                     state,
                     now + (retry_in_s or 0.0),
                     now,
-                    error[:2000],
+                    _storable(error[:2000]),
                     json.dumps(result) if result is not None else None,
                     job.id,
                     job.owner,

@@ -86,14 +86,14 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     from powerview.ingest import IngestOptions, ingest_file, parse_options, write_run
     from powerview.report import RunReport
 
-    if not path.exists():
+    if not os.path.lexists(path):
         return {"outcome": "done", "status": "gone"}  # handled already, or removed
     busy = events.still_being_written(path, settle_s)
     if busy:
         # A file that is only too recent is looked at again when its settle
         # time is over, not a whole settle time after this look.
         try:
-            age = time.time() - path.stat().st_mtime
+            age = time.time() - path.lstat().st_mtime
         except FileNotFoundError:
             age = 0.0
         delay = settle_s - age if 0.0 <= age < settle_s else settle_s

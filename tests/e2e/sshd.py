@@ -194,7 +194,10 @@ class SftpServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     companies: list[Company] = field(default_factory=list)
-    _made_privsep_dir: bool = False
+    # `internal-sftp -P` requests refused (e.g. "symlink,hardlink", as the shipped
+    # deploy fragment does). Empty by default: the attack tests need links allowed,
+    # since PowerView must be safe without that restriction.
+    sftp_denied: str = ""
 
     @property
     def etc(self) -> Path:
@@ -227,8 +230,7 @@ class SftpServer:
             os.chmod(folder, 0o755)  # noqa: S103 (sshd: root-owned, not group-writable)
         (self.base / "client").mkdir(mode=0o700, exist_ok=True)
         if not PRIVSEP_DIR.is_dir():
-            PRIVSEP_DIR.mkdir(mode=0o755)
-            self._made_privsep_dir = True
+            PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         host_key = self.etc / "host_ed25519"
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pv-test-host", "-f", host_key)
         self.port = free_port()
@@ -291,7 +293,8 @@ class SftpServer:
         lines += [
             f"Match User {self.user_prefix}*",
             f"    ChrootDirectory {self.base}/chroot-%u",
-            "    ForceCommand internal-sftp -u 0022 -d /%u",
+            "    ForceCommand internal-sftp -u 0022 -d /%u"
+            + (f" -P {self.sftp_denied}" if self.sftp_denied else ""),
         ]
         return "\n".join(lines) + "\n"
 
@@ -305,9 +308,9 @@ class SftpServer:
                 problems.append(f"stopping sshd: {exc}")
         for company in list(self.companies):
             problems += self.remove_company(company)
-        if self._made_privsep_dir:
-            with contextlib.suppress(OSError):
-                PRIVSEP_DIR.rmdir()
+        # /run/sshd is left in place even if made here: another sshd (a second
+        # server of these tests, or another session's) may need it still, and
+        # sshd drops every new connection while it is missing.
         left = self.mounts()
         if left:
             problems.append(f"{self.base} kept: still mounted {left}")

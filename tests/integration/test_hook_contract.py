@@ -139,7 +139,9 @@ CASES = [
     ("space-campaign", "upload", 1, "acme", f"{{d}}/acme/my campaign/{SN}/x.tsv", "", None),
     ("unicode-campaign", "mkdir", 1, "acme", "{d}/acme/caf\u00e9", "", None),
     ("long-campaign", "mkdir", 1, "acme", "{d}/acme/" + "c" * 64, "", None),
-    ("newline", "upload", 1, "acme", f"{F}/x\n.tsv", "", None),
+    # queued: the worker sets a name it cannot represent aside in error/, with the reason
+    ("newline", "upload", 1, "acme", f"{F}/x\n.tsv", "", ("ingest", f"{F}/x\n.tsv")),
+    ("newline-folder", "upload", 1, "acme", f"{{d}}/acme/c\n1/{SN}/x.tsv", "", None),
     ("other-company", "upload", 1, "acme", f"{{d}}/globex/g1/{SN}/x.tsv", "", None),
     ("other-company-mkdir", "mkdir", 1, "acme", "{d}/globex/g2", "", None),
     ("other-company-rename", "rename", 1, "acme", f"{F}/x.part", f"{{d}}/globex/g1/{SN}/x.tsv",

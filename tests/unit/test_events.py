@@ -390,15 +390,27 @@ def test_names_breaking_the_name_rule_are_ignored(root: Path, name: str) -> None
 
 @pytest.mark.parametrize("bad", ["\x00", "\n", "\x00/../../etc"])
 def test_nul_or_newline_in_the_path_is_ignored(root: Path, bad: str) -> None:
-    for action, path in (
-        ("upload", f"{root}/acme/c1/{SN}/x{bad}.tsv"),
-        ("upload", f"{root}/acme/c1{bad}/{SN}/x.tsv"),
-        ("mkdir", f"{root}/acme/c{bad}1"),
-    ):
+    cases = [("upload", f"{root}/acme/c1{bad}/{SN}/x.tsv"), ("mkdir", f"{root}/acme/c{bad}1")]
+    if "\x00" in bad:  # a newline in the file name alone is the worker's to set aside
+        cases.append(("upload", f"{root}/acme/c1/{SN}/x{bad}.tsv"))
+        target = f"{root}/acme/c1/{SN}/y{bad}.tsv"
+        decision = decide_sftpgo(
+            sftpgo("rename", "acme", f"{root}/acme/c1/{SN}/y.part", target), root
+        )
+        assert_ignored(decision, "control characters")
+    for action, path in cases:
         assert_ignored(decide_sftpgo(sftpgo(action, "acme", path), root), "control characters")
-    target = f"{root}/acme/c1/{SN}/y{bad}.tsv"
-    decision = decide_sftpgo(sftpgo("rename", "acme", f"{root}/acme/c1/{SN}/y.part", target), root)
-    assert_ignored(decision, "control characters")
+
+
+@pytest.mark.parametrize("name", ["x\n.tsv", "x\t.tsv", "\udcff\udcfe.tsv"])
+def test_a_file_name_powerview_cannot_represent_is_queued_to_be_set_aside(
+    root: Path, name: str
+) -> None:
+    """Queued, not ignored: the worker moves it to error/ with the reason an operator sees."""
+    path = f"{root}/acme/c1/{SN}/{name}"
+    decision = decide_sftpgo(sftpgo("upload", "acme", path), root)
+    assert decision.kind == "ingest", decision.reason
+    assert decision.payload["path"] == path
 
 
 def test_a_user_acting_in_another_companys_folder_is_ignored(root: Path) -> None:

@@ -81,22 +81,30 @@ def open_stream(
 
 
 @contextlib.contextmanager
-def open_device_file(path: Path, options: ParseOptions) -> Iterator[DeviceFile]:
-    """Open a device file for streaming; binary content, empty and too large files fail at once."""
-    with path.open("rb") as raw:
-        size = os.fstat(raw.fileno()).st_size
+def open_device_file(source: Path | BinaryIO, options: ParseOptions) -> Iterator[DeviceFile]:
+    """Open a device file for streaming; binary content, empty and too large files fail at once.
+
+    `source` is a path (operator tools) or a binary file object already opened
+    (the worker's upload, opened once without following links): the content
+    is read from that object only, never reopened by name. Only a bounded
+    head and tail are read before parsing starts.
+    """
+    with contextlib.ExitStack() as stack:
+        raw = source if not isinstance(source, Path) else stack.enter_context(source.open("rb"))
+        fd = raw.fileno()
+        size = os.fstat(fd).st_size
         if size > options.max_file_bytes:
             raise FormatError(
                 f"the file is {size} bytes, more than {options.max_file_bytes}"
                 " (POWERVIEW_MAX_FILE_BYTES)"
             )
-        head = raw.read(_HEAD_BYTES)
+        head = os.pread(fd, _HEAD_BYTES, 0)
         if not head:
             raise FormatError("empty file")
         if b"\x00" in head:
             raise FormatError("binary content (NUL bytes), not a device export")
-        raw.seek(max(0, size - _TAIL_BYTES))
-        tail = raw.read(_TAIL_BYTES).decode("utf-8", errors="replace")
+        start = max(0, size - _TAIL_BYTES)
+        tail = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
         raw.seek(0)
         yield open_stream(raw, options, tail)
 
