@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup influxd apt demo test lint bench clean
+.PHONY: setup influxd apt demo test lint fuzz bench clean
 
 setup: $(VENV)/.installed influxd
 
@@ -46,6 +46,12 @@ lint: $(VENV)/.installed
 
 test: setup apt lint
 	$(BIN)/python -m pytest
+
+# The hostile-tree fuzzer with a larger budget and fresh random trees (CI runs 12 fixed ones).
+FUZZ_TREES ?= 200
+fuzz: setup
+	POWERVIEW_FUZZ_TREES=$(FUZZ_TREES) POWERVIEW_FUZZ_RANDOM=1 \
+		$(BIN)/python -m pytest tests/security/test_fuzz_tree.py -q
 
 clean:
 	-$(BIN)/powerview stack down
