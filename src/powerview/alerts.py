@@ -41,7 +41,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from powerview.health import CheckResult, HealthReport, Status, ago, iso, mask_url
-from powerview.private_files import write_private
+from powerview.private_files import checked_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +298,9 @@ def http_send(
 @contextlib.contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
     """One `--notify` at a time (a timer run and a manual run must not both alert)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    with checked_dir(state_dir) as folder:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(LOCK_FILE, flags, 0o600, dir_fd=folder)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
