@@ -206,6 +206,7 @@ def ingest_command(
         parse=parse_options(settings),
         lines_per_write=settings.write_batch_size,
         dry_run=dry_run,
+        reserved=settings.reserved_company_names,
     )
     target = NullWriter() if dry_run else open_target(settings)
     progress = Progress(
@@ -563,6 +564,7 @@ def token_ensure(company: str) -> ExitStatus:
     from powerview.provision.tokens import ensure_read_token
 
     settings = _settings()
+    layout.check_company(company, settings.reserved_company_names)
     target = open_target(settings)
     try:
         state = ensure_read_token(

@@ -71,6 +71,7 @@ class IngestOptions:
     parse: ParseOptions = field(default_factory=ParseOptions)
     lines_per_write: int = 5000
     dry_run: bool = False
+    reserved: frozenset[str] = frozenset()  # Settings.reserved_company_names
 
 
 def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
@@ -85,6 +86,7 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
         return report  # skipped, left where it is
     try:
         location = layout.locate(path, options.data_root)
+        layout.check_company(location.company, options.reserved)
         report.company, report.campaign = location.company, location.campaign
         report.device_sn = location.device_sn
         already = None if options.dry_run else layout.finish_interrupted_move(path)

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     alert_quiet_period_s: float = Field(
         21_600.0, ge=0, validation_alias=_env("POWERVIEW_ALERT_QUIET_PERIOD_S")
     )
+    # -- hygiene: reserved names, the state folder's mode (see layout.py, private_files.py)
+    reserved_names: str = Field("", validation_alias=_env("POWERVIEW_RESERVED_NAMES"))
+
+    @property
+    def reserved_company_names(self) -> frozenset[str]:
+        """Names no company may take, beyond layout's built-in ones."""
+        extra = {name.strip() for name in self.reserved_names.split(",") if name.strip()}
+        return frozenset({self.meta_bucket, *extra})
 
     @field_validator("health_expect")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 
 from powerview.exceptions import InfrastructureError
 from powerview.influx import open_target
-from powerview.layout import check_name
+from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
 from powerview.settings import Settings
@@ -63,7 +63,7 @@ def create_tenant(
     check: bool = False,
 ) -> TenantOutcome:
     """Create or keep everything `company` needs (idempotent; `check`: change nothing)."""
-    check_name("company", company)
+    check_company(company, settings.reserved_company_names)
     for campaign in campaigns:
         check_name("campaign", campaign)
     outcome = TenantOutcome(company)
