@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -349,12 +349,41 @@ def _field_of(location: str) -> str:
 
 
 def masked(settings: Settings) -> dict[str, str]:
-    """Field values for display: secrets shown as `****` (or unset)."""
+    """Field values for display: secrets shown as `****` (or unset), URLs without secrets."""
     shown: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown[name] = "****" if value.get_secret_value() else "(empty)"
         else:
-            shown[name] = "(unset)" if value is None else str(value)
+            shown[name] = "(unset)" if value is None else mask_url_secrets(str(value))
     return shown
+
+
+_SECRET_QUERY_KEYS = re.compile(r"token|key|secret|pass|auth|sig|credential", re.IGNORECASE)
+
+
+def mask_url_secrets(text: str) -> str:
+    """`text` with any URL password (`user:***@`) and secret-looking query values masked.
+
+    Text that is not a URL with a scheme comes back unchanged.
+    """
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "****"
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = (
+        "&".join(
+            f"{key}=***" if _SECRET_QUERY_KEYS.search(key) and sep else f"{key}{sep}{value}"
+            for key, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+        )
+        if parts.query
+        else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
