@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from powerview.settings import mask_passwords_in
+
 # C0 controls but tab and line feed, DEL, C1 controls, and the bidirectional
 # overrides and isolates that reorder what a terminal shows.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -45,7 +47,8 @@ class PlainConsole(Console):
 
 
 class VisibleFormatter(logging.Formatter):
-    """Log records with control characters shown, so a name cannot forge or hide a line."""
+    """Log records with control characters shown, so a name cannot forge or hide a line,
+    and passwords inside URLs masked (`user:***@`), whoever logged them."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return visible(super().format(record))
+        return visible(mask_passwords_in(super().format(record)))

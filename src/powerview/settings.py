@@ -363,6 +363,14 @@ def masked(settings: Settings) -> dict[str, str]:
 _SECRET_QUERY_KEYS = re.compile(r"token|key|secret|pass|auth|sig|credential", re.IGNORECASE)
 
 
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^@\s/]*@")
+
+
+def mask_passwords_in(text: str) -> str:
+    """Free text (a log line, an error) with every `scheme://user:pass@` shown `user:***@`."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def mask_url_secrets(text: str) -> str:
     """`text` with any URL password (`user:***@`) and secret-looking query values masked.
 

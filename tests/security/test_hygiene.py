@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from influxdb_client import InfluxDBClient
 
 from powerview import alerts, events, private_files, stack
 from powerview.health import CheckResult, HealthReport, Problem, Status
+from powerview.plain_text import VisibleFormatter
 from powerview.provision.dashboard import dashboard_uid, legacy_dashboard_uid
 from tests.conftest import SAMPLES, InfluxInstance
 from tests.e2e.sshd import Company
@@ -387,3 +389,13 @@ def test_json_alert_bodies_are_json_whatever_the_message(tmp_path: Path) -> None
         (request,) = hook.wait_for(1)
     assert request.json()["events"][0]["message"] == '"},{"x":1} \x1b[2J'
     assert json.loads(request.body)["events"][0]["subject"] == "acme"
+
+
+def test_log_lines_show_control_characters_and_mask_url_passwords() -> None:
+    formatter = VisibleFormatter("%(message)s")
+    record = logging.LogRecord(
+        "powerview", logging.ERROR, __file__, 1, "upload %s to %s", ("a\x1b[2J\rb", None), None
+    )
+    record.args = ("a\x1b[2J\rb", "http://bob:s3cret@influx:8086/api")
+    line = formatter.format(record)
+    assert line == "upload a\\x1b[2J\\x0db to http://bob:***@influx:8086/api"
