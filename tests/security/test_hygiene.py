@@ -26,8 +26,10 @@ import pytest
 from influxdb_client import InfluxDBClient
 
 from powerview import alerts, events, private_files, stack
+from powerview import settings as config
 from powerview.health import CheckResult, HealthReport, Problem, Status
 from powerview.plain_text import VisibleFormatter
+from powerview.provision import provision_campaign
 from powerview.provision.dashboard import dashboard_uid, legacy_dashboard_uid
 from tests.conftest import SAMPLES, InfluxInstance
 from tests.e2e.sshd import Company
@@ -399,3 +401,13 @@ def test_log_lines_show_control_characters_and_mask_url_passwords() -> None:
     record.args = ("a\x1b[2J\rb", "http://bob:s3cret@influx:8086/api")
     line = formatter.format(record)
     assert line == "upload a\\x1b[2J\\x0db to http://bob:***@influx:8086/api"
+
+
+def test_the_workers_provisioning_job_refuses_a_configured_reserved_name_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_env(monkeypatch, tmp_path, POWERVIEW_RESERVED_NAMES="extra1")
+    result = provision_campaign(config.load(), "extra1", "c1")
+    assert result["outcome"] == "done"  # not retried: no later attempt can succeed
+    assert result["status"] == "refused"
+    assert "'extra1' is reserved" in result["error"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerview.exceptions import InfrastructureError
+from powerview.exceptions import InfrastructureError, NameRuleError
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
@@ -138,6 +138,8 @@ def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[
         outcome = create_tenant(settings, company, (campaign,))
     except InfrastructureError as exc:
         return {"outcome": "retry", "error": str(exc)}
+    except NameRuleError as exc:  # a reserved name: no retry will change that
+        return {"outcome": "done", "status": "refused", "error": str(exc)}
     result: dict[str, Any] = {
         "outcome": "done",
         "company": company,
