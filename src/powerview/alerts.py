@@ -18,6 +18,13 @@ plain JSON, ntfy (text body, Title/Priority/Tags headers) or Slack-compatible
 `/slack` endpoints). The state is saved only when the webhook took the
 request, so an alert that could not be delivered goes out on the next run.
 
+Messages quote file and folder names that clients chose, so each format gets
+its own escaping: Slack text escapes `&`, `<` and `>` (Slack's formatting
+rules: `<!channel>` in a file name pings no one), ntfy headers carry no line
+break and encode non-latin-1 text as RFC 2047 words, JSON goes through
+`json.dumps`. A redirect is followed only to the webhook's own origin
+(scheme, host, port): credentials never reach another server.
+
 Webhook and heartbeat URLs carry secrets (a Slack path, an ntfy topic, a
 token, `user:password@`): they appear in messages and logs only through
 `mask_url`, and error texts are scrubbed of them.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.header
 import fcntl
 import json
 import logging
@@ -41,7 +49,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from powerview.health import CheckResult, HealthReport, Status, ago, iso, mask_url
-from powerview.private_files import write_private
+from powerview.private_files import checked_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -216,15 +224,15 @@ def build_request(
         priority = {Status.CRITICAL: "urgent", Status.UNKNOWN: "high", Status.WARNING: "high"}
         only_reminders = all(e.kind == "reminder" for e in problems)
         headers = {
-            "Title": heading,
+            "Title": ntfy_header(heading),
             "Priority": "default" if only_reminders else priority.get(worst, "default"),
             "Tags": _NTFY_TAGS.get(worst, "white_check_mark"),
             "Content-Type": "text/plain; charset=utf-8",
         }
         return headers, "\n".join(lines).encode()
     if fmt == "slack":
-        text = f"*{heading}*\n" + "\n".join(
-            f"{_SLACK_ICONS[Status.OK if e.kind == 'recovered' else e.status]} {line}"
+        text = f"*{slack_escape(heading)}*\n" + "\n".join(
+            f"{_SLACK_ICONS[Status.OK if e.kind == 'recovered' else e.status]} {slack_escape(line)}"
             for e, line in zip(events, lines, strict=True)
         )
         return {"Content-Type": "application/json"}, json.dumps({"text": text}).encode()
@@ -240,7 +248,56 @@ def build_request(
     return {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
+def slack_escape(text: str) -> str:
+    """Text Slack shows as it is: `&`, `<`, `>` escaped, so `<!channel>` is no mention."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def ntfy_header(text: str) -> str:
+    """A header value: one line, latin-1 as is, anything else as an RFC 2047 word.
+
+    ntfy decodes `=?UTF-8?B?...?=` in its Title and Tags headers; a line break
+    would end the header and start another one.
+    """
+    line = " ".join(text.split())
+    try:
+        line.encode("latin-1")
+    except UnicodeEncodeError:
+        return email.header.Header(line, "utf-8").encode(maxlinelen=10_000)
+    return line
+
+
 # -- delivery ---------------------------------------------------------------------
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the webhook's origin.
+
+    urllib copies every header, Authorization included, onto the redirected
+    request; a redirect elsewhere is answered as the 3xx it is, never followed.
+    """
+
+    def redirect_request(  # type: ignore[override]
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects())
 
 
 def split_credentials(url: str) -> tuple[str, dict[str, str]]:
@@ -281,7 +338,7 @@ def http_send(
     if urlsplit(target).scheme not in ("http", "https"):
         return "not an http(s) URL"
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout_s) as reply:
             reply.read()
     except urllib.error.HTTPError as exc:
         return scrub(f"answered {exc.code} {exc.reason}", url)
@@ -298,8 +355,9 @@ def http_send(
 @contextlib.contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
     """One `--notify` at a time (a timer run and a manual run must not both alert)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    with checked_dir(state_dir) as folder:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(LOCK_FILE, flags, 0o600, dir_fd=folder)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from powerview import layout, stack
 from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError, PowerViewError
 from powerview.exit_status import ExitStatus
+from powerview.plain_text import PlainConsole, VisibleFormatter
 
 if TYPE_CHECKING:
     from powerview.influx import InfluxTarget
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 # Pipes and CI logs get wide lines rather than rich's default 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 200
-out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+# Plain text only: names and contents come from clients (see plain_text.py).
+out = PlainConsole(highlight=False, soft_wrap=True, width=_WIDTH)
+err = PlainConsole(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 log = logging.getLogger("powerview")
 
@@ -41,9 +42,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 def _settings(**overrides: Any) -> config.Settings:
     settings = config.load(**overrides)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(VisibleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     return settings
 
 
@@ -206,6 +207,7 @@ def ingest_command(
         parse=parse_options(settings),
         lines_per_write=settings.write_batch_size,
         dry_run=dry_run,
+        reserved=settings.reserved_company_names,
     )
     target = NullWriter() if dry_run else open_target(settings)
     progress = Progress(
@@ -565,6 +567,7 @@ def token_ensure(company: str) -> ExitStatus:
     from powerview.provision.tokens import ensure_read_token
 
     settings = _settings()
+    layout.check_company(company, settings.reserved_company_names)
     target = open_target(settings)
     try:
         state = ensure_read_token(

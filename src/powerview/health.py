@@ -46,7 +46,7 @@ from powerview.influx import InfluxTarget, make_client, map_influx_errors
 from powerview.processes import pid_alive
 from powerview.queue import QUEUE_FILE, JobQueue
 from powerview.report import FILE_MEASUREMENT
-from powerview.settings import Settings
+from powerview.settings import Settings, mask_url_secrets
 
 HEALTH_MEASUREMENT = "powerview_health"
 PROCESSES = ("worker", "watcher")  # heartbeat names in the queue's heartbeats table
@@ -272,12 +272,14 @@ def check_influxdb(settings: Settings, target: InfluxTarget | None) -> CheckResu
     except (InfrastructureError, FormatError) as exc:
         # urllib3 puts the connection object's repr in its reasons: noise in a one-liner.
         reason = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>: ", "", str(exc))
-        return CheckResult(name, Status.CRITICAL, f"{settings.influxdb_url}: {reason}")
+        return CheckResult(
+            name, Status.CRITICAL, f"{mask_url_secrets(settings.influxdb_url)}: {reason}"
+        )
     elapsed = time.perf_counter() - started
     return CheckResult(
         name,
         Status.OK,
-        f"{settings.influxdb_url} accepted a write to {settings.meta_bucket} "
+        f"{mask_url_secrets(settings.influxdb_url)} accepted a write to {settings.meta_bucket} "
         f"in {elapsed * 1000:.0f} ms",
         data={"influxdb_write_ms": round(elapsed * 1000, 1)},
     )

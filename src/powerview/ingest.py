@@ -78,6 +78,7 @@ class IngestOptions:
     parse: ParseOptions = field(default_factory=ParseOptions)
     lines_per_write: int = 5000
     dry_run: bool = False
+    reserved: frozenset[str] = frozenset()  # Settings.reserved_company_names
 
 
 def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
@@ -132,6 +133,7 @@ def _ingest_upload(
             return
         company, campaign, device_sn = upload.checked_names()
         report.company, report.campaign, report.device_sn = company, campaign, device_sn
+        layout.check_company(company, options.reserved)
         problem = name_problem(upload.file_name)
         if problem is not None:
             raise FormatError(problem)

@@ -19,6 +19,13 @@ from powerview.upload_file import OUTCOME_DIRS, Outcome, open_in_folder
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
+# A company name is a bucket name: it may not be PowerView's run-summary bucket
+# (its default name; a configured one comes through `check_company`), one of
+# InfluxDB's system buckets, an outcome folder, or the name of the downsampled
+# buckets a company gets later (`<company>_1h`, `_1d`, `_1w`). Compared without
+# case, to stay clear of look-alikes.
+RESERVED_COMPANY_NAMES = frozenset({"powerview_meta", "_monitoring", "_tasks", *OUTCOME_DIRS})
+RESERVED_COMPANY_SUFFIXES = ("_1h", "_1d", "_1w")
 DATA_SUFFIX = ".tsv"
 # Temporary names of uploads in progress: SFTPGo atomic mode, WinSCP, rsync-style dot files.
 _TEMPORARY_PREFIXES = (".",)
@@ -26,10 +33,37 @@ _TEMPORARY_SUFFIXES = (".filepart", ".part", ".tmp")
 
 
 def check_name(kind: str, value: str) -> str:
-    """Return `value` if it follows the name rule, else raise NameRuleError."""
+    """Return `value` if it follows the name rule, else raise NameRuleError.
+
+    A company name must also not be reserved (see `check_company`).
+    """
     if NAME_RULE.fullmatch(value) is None or value in OUTCOME_DIRS:
         raise NameRuleError(f"{kind} name {value!r} is not allowed: use {NAME_RULE_TEXT}")
+    if kind == "company":
+        _refuse_reserved(value, RESERVED_COMPANY_NAMES)
     return value
+
+
+def check_company(value: str, reserved: Iterable[str] = ()) -> str:
+    """`check_name("company", value)`, also refusing the names the settings reserve.
+
+    `reserved` is `Settings.reserved_company_names`: the configured meta bucket
+    and POWERVIEW_RESERVED_NAMES.
+    """
+    check_name("company", value)
+    _refuse_reserved(value, reserved)
+    return value
+
+
+def _refuse_reserved(value: str, reserved: Iterable[str]) -> None:
+    lowered = value.lower()
+    if lowered in {name.lower() for name in reserved}:
+        raise NameRuleError(f"company name {value!r} is reserved: choose another name")
+    if lowered.endswith(RESERVED_COMPANY_SUFFIXES):
+        raise NameRuleError(
+            f"company name {value!r} is reserved: names ending in "
+            f"{', '.join(RESERVED_COMPANY_SUFFIXES)} are kept for downsampled buckets"
+        )
 
 
 @dataclass(frozen=True)

@@ -10,37 +10,95 @@ orders of magnitude slower than this.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from itertools import chain, repeat
 
+from powerview.exceptions import FormatError
 from powerview.formats import RowBatch
 from powerview.schema import MEASUREMENT, Series
 
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
+# InfluxDB 2.8's parser (models/points.go, checked against the real server in
+# tests/integration/test_lineprotocol_roundtrip.py) reads a backslash two ways:
+# in the tag section a delimiter (`,` `=` space) is escaped when the byte before
+# it is a backslash, while the line and field scanners let a backslash skip the
+# next byte, whatever it is; unescaping then turns only `\,` `\=` `\ ` back.
+# So delimiters get a backslash, other backslashes are written as they are, and
+# a name both readings cannot agree on is refused (see `unrepresentable`).
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+# In a string field value, `\"` and `\\` are the escapes (line protocol reference).
 _FIELD_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+_LINE_BREAKS = ("\n", "\r")
+_BACKSLASH_DELIMITER = re.compile(r'\\[ ,="]')
+
+
+def unrepresentable(text: str) -> str | None:
+    """Why `text` cannot be a measurement, tag key, tag value or field key, or None.
+
+    Line protocol has no escape for a line break; a backslash before a space,
+    comma, equals sign or double quote (field keys unescape `\\"`), or at the
+    very end, is read differently by InfluxDB's scanners (HTTP 400, or another
+    name stored). Such a name is refused rather
+    than altered, since an altered name could merge with another one.
+    """
+    if any(brk in text for brk in _LINE_BREAKS):
+        return "contains a line break"
+    if text.endswith("\\"):
+        return "ends with a backslash"
+    if _BACKSLASH_DELIMITER.search(text):
+        return "has a backslash before a space, comma, equals sign or double quote"
+    return None
+
+
+def _checked(text: str) -> str:
+    reason = unrepresentable(text)
+    if reason:
+        raise FormatError(f"{text!r} {reason}, which InfluxDB line protocol cannot carry")
+    return text
 
 
 def escape_measurement(text: str) -> str:
-    return _clean(text).translate(_MEASUREMENT_ESCAPES)
+    """Escape a measurement name exactly; FormatError if it cannot be written."""
+    return _checked(text).translate(_MEASUREMENT_ESCAPES)
 
 
 def escape_key(text: str) -> str:
-    """Escape a tag key, tag value or field key."""
-    return _clean(text).translate(_KEY_ESCAPES)
+    """Escape a tag key, tag value or field key exactly; FormatError if it cannot be written."""
+    return _checked(text).translate(_KEY_ESCAPES)
+
+
+def loose_key(text: str) -> str:
+    """`escape_key` for PowerView's own records (run summaries): never refuses.
+
+    A file name must not stop its summary from being written, so line breaks
+    become spaces and, if still needed, backslashes slashes: readable, not exact.
+    """
+    text = text.replace("\n", " ").replace("\r", " ")
+    if unrepresentable(text):
+        text = text.replace("\\", "/")
+    return text.translate(_KEY_ESCAPES)
 
 
 def string_field(text: str) -> str:
-    return '"' + _clean(text).translate(_FIELD_STRING_ESCAPES) + '"'
-
-
-def _clean(text: str) -> str:
-    # Line protocol has no escape for line breaks; they would split the line.
-    return text.replace("\n", " ").replace("\r", " ")
+    """A string field value; line breaks become spaces (one record, one line)."""
+    text = text.replace("\n", " ").replace("\r", " ")
+    return '"' + text.translate(_FIELD_STRING_ESCAPES) + '"'
 
 
 def series_prefix(series: Series, measurement: str = MEASUREMENT) -> str:
-    """`measurement,tag=value,... field=` with tags sorted, as InfluxDB prefers."""
+    """`measurement,tag=value,... field=` with tags sorted, as InfluxDB prefers.
+
+    A label InfluxDB cannot store exactly is a FormatError naming the tag: the
+    file goes to `error/` with that reason rather than with an HTTP 400.
+    """
+    try:
+        return _series_prefix(series, measurement)
+    except FormatError as exc:
+        raise FormatError(f"column {series.column.index} ({series.channel_id}): {exc}") from None
+
+
+def _series_prefix(series: Series, measurement: str) -> str:
     tags = ",".join(
         f"{escape_key(key)}={escape_key(value)}"
         for key, value in sorted(series.tags.items())

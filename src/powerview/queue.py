@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from powerview.private_files import check_state_dir
 from powerview.processes import pid_alive
 
 JobKind = Literal["ingest", "provision"]
@@ -221,7 +222,7 @@ class JobQueue:
 
     @classmethod
     def in_state_dir(cls, state_dir: Path) -> JobQueue:
-        return cls(state_dir / QUEUE_FILE)
+        return cls(check_state_dir(state_dir) / QUEUE_FILE)
 
     def close(self) -> None:
         self._db.close()

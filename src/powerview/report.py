@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from powerview.lineprotocol import escape_key, escape_measurement, string_field
+from powerview.lineprotocol import escape_key, escape_measurement, loose_key, string_field
 
 Status = Literal["success", "error", "deferred", "skipped"]
 RUN_MEASUREMENT = "tsv_parser_run"
@@ -174,7 +174,7 @@ def iso_epoch(epoch: int) -> str:
 
 def _line(measurement: str, tags: dict[str, str], fields: dict[str, Any], epoch: int) -> str:
     tag_text = "".join(
-        f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v != ""
+        f",{escape_key(k)}={loose_key(v)}" for k, v in sorted(tags.items()) if v != ""
     )
     field_text = ",".join(f"{escape_key(k)}={_field_value(v)}" for k, v in fields.items())
     return f"{escape_measurement(measurement)}{tag_text} {field_text} {epoch}\n"

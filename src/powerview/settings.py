@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     alert_quiet_period_s: float = Field(
         21_600.0, ge=0, validation_alias=_env("POWERVIEW_ALERT_QUIET_PERIOD_S")
     )
+    # -- hygiene: reserved names, the state folder's mode (see layout.py, private_files.py)
+    reserved_names: str = Field("", validation_alias=_env("POWERVIEW_RESERVED_NAMES"))
+
+    @property
+    def reserved_company_names(self) -> frozenset[str]:
+        """Names no company may take, beyond layout's built-in ones."""
+        extra = {name.strip() for name in self.reserved_names.split(",") if name.strip()}
+        return frozenset({self.meta_bucket, *extra})
 
     @field_validator("health_expect")
     @classmethod
@@ -341,12 +349,49 @@ def _field_of(location: str) -> str:
 
 
 def masked(settings: Settings) -> dict[str, str]:
-    """Field values for display: secrets shown as `****` (or unset)."""
+    """Field values for display: secrets shown as `****` (or unset), URLs without secrets."""
     shown: dict[str, str] = {}
     for name in Settings.model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown[name] = "****" if value.get_secret_value() else "(empty)"
         else:
-            shown[name] = "(unset)" if value is None else str(value)
+            shown[name] = "(unset)" if value is None else mask_url_secrets(str(value))
     return shown
+
+
+_SECRET_QUERY_KEYS = re.compile(r"token|key|secret|pass|auth|sig|credential", re.IGNORECASE)
+
+
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*):[^@\s/]*@")
+
+
+def mask_passwords_in(text: str) -> str:
+    """Free text (a log line, an error) with every `scheme://user:pass@` shown `user:***@`."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+def mask_url_secrets(text: str) -> str:
+    """`text` with any URL password (`user:***@`) and secret-looking query values masked.
+
+    Text that is not a URL with a scheme comes back unchanged.
+    """
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "****"
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = (
+        "&".join(
+            f"{key}=***" if _SECRET_QUERY_KEYS.search(key) and sep else f"{key}{sep}{value}"
+            for key, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+        )
+        if parts.query
+        else ""
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

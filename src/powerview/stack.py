@@ -399,7 +399,6 @@ def stack_status(state_dir: Path, port: int, binary: Path | None = None) -> Stac
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Write `KEY=value` lines readable by the owner only (mode 0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Written by `powerview stack up`: the local InfluxDB's admin settings."]
     lines += [f"{key}={value}" for key, value in values.items()]
     write_private(path, "\n".join(lines) + "\n")

@@ -109,6 +109,7 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
             data_root=settings.data_root.resolve(),
             parse=parse_options(settings),
             lines_per_write=settings.write_batch_size,
+            reserved=settings.reserved_company_names,
         )
         report = ingest_file(path, target, options)
         run = RunReport(base_folder=str(options.data_root), files=[report])

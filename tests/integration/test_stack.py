@@ -415,3 +415,21 @@ def test_onboarded_data_without_its_stack_env_is_a_clear_error(local_stack: Loca
     # The server this failed `up` started is not left behind.
     assert influxd_pids(local_stack.data_dir) == []
     assert "InfluxDB is not running" in local_stack.run("stack", "status").out
+
+
+def test_up_writes_its_env_file_through_no_planted_link(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    """Links planted at the env file and at its old temporary name: the outside file
+    is untouched and the env file is a new 0600 file (tests/security/test_hygiene.py)."""
+    outside = tmp_path / "precious.txt"
+    outside.write_text("precious\n")
+    local_stack.state_dir.mkdir(mode=0o700)
+    for name in ("stack.env", ".stack.env.tmp"):
+        (local_stack.state_dir / name).symlink_to(outside)
+    assert local_stack.run("stack", "up").status == 0
+    assert outside.read_text() == "precious\n"
+    env_file = local_stack.state_dir / "stack.env"
+    assert not env_file.is_symlink()
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert "INFLUXDB_ADMIN_TOKEN=" in env_file.read_text()

@@ -24,7 +24,7 @@ from influxdb_client.rest import ApiException
 from powerview import cli
 from powerview import settings as config
 from powerview.provision import create_tenant, delete_tenant
-from powerview.provision.dashboard import dashboard_uid
+from powerview.provision.dashboard import dashboard_uid, legacy_dashboard_uid
 from powerview.provision.playbook import AUTOMATION_DIR, CREATE
 from powerview.provision.tokens import read_token, token_file
 from tests.conftest import InfluxInstance
@@ -433,3 +433,27 @@ def test_ansible_playbook_check_diff_shows_the_rename_and_writes_nothing(env: En
     assert re.search(r"localhost\s*:\s*ok=\d+\s+changed=1\b", shown), shown
     assert env.token(company) not in shown + run.stderr
     assert env.folder_title(company) == "Renamed by hand"
+
+
+def test_a_dashboard_under_the_old_ambiguous_uid_is_replaced_not_duplicated(env: Env) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c-1",))
+    org = env.grafana.state.org_by_name(company)
+    assert org is not None
+    (dash,) = env.grafana.state.dashboards_in(org.id)
+    # As the earlier release saved it: uid `pv-<company>-<campaign>`.
+    dash.uid = dash.model["uid"] = legacy_dashboard_uid(company, "c-1")
+
+    outcome = create_tenant(env.settings(), company, ("c-1",))
+
+    assert outcome.grafana is not None
+    assert [(c["action"], c["resource"]) for c in outcome.grafana.changes] == [
+        ("delete", "dashboard c-1"),
+        ("create", "dashboard c-1"),
+    ]
+    assert [d.uid for d in env.grafana.state.dashboards_in(org.id)] == [
+        dashboard_uid(company, "c-1")
+    ]
+    again = create_tenant(env.settings(), company, ("c-1",))
+    assert again.grafana is not None
+    assert again.grafana.changes == []

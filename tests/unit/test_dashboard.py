@@ -6,9 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from powerview.exceptions import NameRuleError
-from powerview.provision.dashboard import UID_MAX, build_dashboard, dashboard_uid, uid_for
+from powerview.layout import NAME_RULE
+from powerview.provision.dashboard import (
+    UID_MAX,
+    build_dashboard,
+    dashboard_uid,
+    flat_uid,
+    legacy_dashboard_uid,
+)
 
 GOLDEN = Path(__file__).parent / "testdata" / "dashboards" / "acme-campaign1.json"
 
@@ -42,14 +51,51 @@ def test_panels_cover_voltage_current_and_power_on_the_company_bucket() -> None:
 
 
 def test_uids_are_deterministic_and_at_most_40_characters() -> None:
-    assert dashboard_uid("acme", "campaign1") == "pv-acme-campaign1"
+    assert dashboard_uid("acme", "campaign1") == "pv-dash-4-acme-campaign1"
     long_company, long_campaign = "c" * 63, "d" * 63
     uid = dashboard_uid(long_company, long_campaign)
     assert len(uid) <= UID_MAX
     assert uid == dashboard_uid(long_company, long_campaign)
     # Two long names sharing a prefix still get different uids.
     assert dashboard_uid(long_company, "d" * 62 + "e") != uid
-    assert len(uid_for("folder", long_company)) <= UID_MAX
+    assert len(flat_uid("folder", long_company)) <= UID_MAX
+
+
+def test_the_pairs_that_shared_a_uid_now_differ() -> None:
+    assert legacy_dashboard_uid("a", "b-c") == legacy_dashboard_uid("a-b", "c")
+    assert dashboard_uid("a", "b-c") != dashboard_uid("a-b", "c")
+    # Folder and datasource uids keep their first rule: existing folders stay put.
+    assert flat_uid("folder", "acme") == "pv-folder-acme"
+    assert flat_uid("ds", "acme") == "pv-ds-acme"
+
+
+_NAMES = st.from_regex(NAME_RULE, fullmatch=True)
+
+
+@settings(max_examples=500)
+@given(first=st.tuples(_NAMES, _NAMES), second=st.tuples(_NAMES, _NAMES))
+def test_dashboard_uids_are_injective(first: tuple[str, str], second: tuple[str, str]) -> None:
+    uid = dashboard_uid(*first)
+    assert len(uid) <= UID_MAX
+    assert (uid == dashboard_uid(*second)) == (first == second)
+
+
+@settings(max_examples=300)
+@given(company=_NAMES, campaign=_NAMES, other=_NAMES)
+def test_a_dashboard_uid_is_never_a_folder_datasource_or_admin_uid(
+    company: str, campaign: str, other: str
+) -> None:
+    uid = dashboard_uid(company, campaign)
+    assert uid not in {flat_uid("folder", other), flat_uid("ds", other)}
+    assert not uid.startswith("pv-admin")
+
+
+def test_a_long_uid_never_equals_a_short_one() -> None:
+    # The attack on a truncate-and-hash rule: a campaign spelling out another's long uid.
+    long_uid = dashboard_uid("acme", "d" * 60)
+    assert long_uid.startswith("pv-dash-4-acme-")
+    forged = long_uid.removeprefix("pv-dash-4-acme-")
+    assert dashboard_uid("acme", forged) != long_uid
 
 
 @pytest.mark.parametrize(

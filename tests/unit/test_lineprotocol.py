@@ -1,8 +1,10 @@
 """Line protocol: escaping, tag order, and the batch encoder's two paths.
 
-`parse_line` is the reader's side (InfluxDB's rules: a backslash escapes the next
-character; quotes only matter in the field set), so escaping is checked by a round
-trip as well as by exact text.
+`parse_line` is the reader's side (InfluxDB 2.8's rules: a backslash escapes only
+a following space, comma, equals sign or quote, and is a plain backslash before
+anything else; quotes only matter in the field set), so escaping is checked by a
+round trip as well as by exact text. The real server is the judge in
+tests/integration/test_lineprotocol_roundtrip.py.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import re
 
 import pytest
 
+from powerview.exceptions import FormatError
 from powerview.formats import Column, Header, RowBatch
 from powerview.lineprotocol import (
     BatchEncoder,
     escape_key,
     escape_measurement,
+    loose_key,
     series_prefix,
     string_field,
 )
 from powerview.schema import Series, series_for
 
-_ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPED = re.compile(r'\\([ ,="])')
+_STRING_ESCAPED = re.compile(r'\\(["\\])')  # in a string field value
 
 
 def _split(text: str, sep: str, quotes: bool, maxsplit: int = -1) -> list[str]:
@@ -55,7 +60,7 @@ def string_value(raw: str) -> str:
     """A string field value as InfluxDB stores it."""
     assert len(raw) >= 2, raw
     assert raw[0] == raw[-1] == '"', raw
-    return unescape(raw[1:-1])
+    return _STRING_ESCAPED.sub(r"\1", raw[1:-1])
 
 
 def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
@@ -86,9 +91,8 @@ def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
         ("Ph 1", r"Ph\ 1"),
         ("a,b", r"a\,b"),
         ("a=b", r"a\=b"),
-        ("a\\b", r"a\\b"),
-        ("a b,c=d\\e", r"a\ b\,c\=d\\e"),
-        ("line\nbreak", r"line\ break"),  # no escape for a line break in line protocol
+        ("a\\b", r"a\b"),  # InfluxDB stores `a\\b` as two backslashes
+        ("a b,c=d\\e", r"a\ b\,c\=d\e"),
         ('quo"te', 'quo"te'),
         ("Phase é", r"Phase\ é"),
     ],
@@ -98,7 +102,33 @@ def test_escape_key(raw: str, escaped: str) -> None:
 
 
 def test_escape_measurement_leaves_equals_alone() -> None:
-    assert escape_measurement("my meas,x=y\\z") == r"my\ meas\,x=y\\z"
+    assert escape_measurement("my meas,x=y\\z") == r"my\ meas\,x=y\z"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("trailing\\", "ends with a backslash"),
+        ("line\nbreak", "line break"),
+        ("cr\rhere", "line break"),
+        ("a\\ b", "backslash before"),
+        ("a\\,b", "backslash before"),
+        ("a\\=b", "backslash before"),
+        ('a\\"b', "backslash before"),
+    ],
+)
+def test_names_line_protocol_cannot_carry_are_refused_by_name(raw: str, reason: str) -> None:
+    with pytest.raises(FormatError, match=reason) as caught:
+        escape_key(raw)
+    assert repr(raw) in str(caught.value)
+    (series,) = series_for(header([("02001171", f"{raw} W")]), "c1")
+    with pytest.raises(FormatError, match="column 1"):
+        series_prefix(series)
+
+
+def test_loose_key_never_refuses_and_stays_one_line() -> None:
+    assert loose_key("x.tsv\n") == r"x.tsv\ "
+    assert loose_key("a\\ b\\") == r"a/\ b/"
 
 
 def test_string_field_escapes_quotes_and_backslashes() -> None:
@@ -147,7 +177,7 @@ def test_tag_keys_and_field_key_are_escaped_and_empty_tags_dropped() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Ph 1", "a,b=c d", "back\\slash", "trailing\\", 'quo"te', "é 1,2", "=", ",", " "],
+    ["Ph 1", "a,b=c d", "back\\slash", "two\\\\x", 'quo"te', "é 1,2", "=", ",", " "],
 )
 def test_tags_round_trip_through_a_reader(name: str) -> None:
     (series,) = series_for(header([("02001171", f"{name} W")]), "c-1")

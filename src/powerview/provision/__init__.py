@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerview.exceptions import InfrastructureError
+from powerview.exceptions import InfrastructureError, NameRuleError
 from powerview.influx import open_target
-from powerview.layout import check_name
+from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
 from powerview.settings import Settings
@@ -63,7 +63,7 @@ def create_tenant(
     check: bool = False,
 ) -> TenantOutcome:
     """Create or keep everything `company` needs (idempotent; `check`: change nothing)."""
-    check_name("company", company)
+    check_company(company, settings.reserved_company_names)
     for campaign in campaigns:
         check_name("campaign", campaign)
     outcome = TenantOutcome(company)
@@ -138,6 +138,8 @@ def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[
         outcome = create_tenant(settings, company, (campaign,))
     except InfrastructureError as exc:
         return {"outcome": "retry", "error": str(exc)}
+    except NameRuleError as exc:  # a reserved name: no retry will change that
+        return {"outcome": "done", "status": "refused", "error": str(exc)}
     result: dict[str, Any] = {
         "outcome": "done",
         "company": company,

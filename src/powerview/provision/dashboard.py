@@ -26,8 +26,40 @@ UNIT_PANELS = (
 )
 
 
-def uid_for(*parts: str) -> str:
-    """A readable uid of at most 40 characters, unique for `parts`."""
+def uid_for(kind: str, *names: str) -> str:
+    """A readable uid of at most 40 characters, an injective function of (kind, names).
+
+    `pv-<kind>-` then the names joined by `-`, every name but the last preceded
+    by its length (`pv-dash-1-a-b-c` is ("a", "b-c"), `pv-dash-3-a-b-c` is
+    ("a-b", "c")): names may contain `-` and Grafana uids allow no other
+    separator, so the lengths are what keeps two pairs apart. A kind takes a
+    fixed number of names, so the last one is the rest. Longer than 39
+    characters, the uid is its first 23 characters and a SHA-256 prefix of the
+    whole, exactly 40 long: a long uid never equals a short one.
+    """
+    if not kind.isalpha():
+        raise ValueError(f"uid kind {kind!r} must be letters only")
+    *heads, last = names
+    full = "-".join(["pv", kind, *(f"{len(name)}-{name}" for name in heads), last])
+    if len(full) < UID_MAX:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:16]
+    return f"{full[: UID_MAX - 17]}-{digest}"
+
+
+def dashboard_uid(company: str, campaign: str) -> str:
+    return uid_for("dash", check_name("company", company), check_name("campaign", campaign))
+
+
+def flat_uid(*parts: str) -> str:
+    """PowerView's first uid rule, `pv-<parts joined by ->`, kept where it is unambiguous.
+
+    Folder and datasource uids (`pv-folder-<company>`, `pv-ds-<company>`) have
+    one free name, so they keep this rule and existing folders stay where they
+    are; they never equal a `pv-dash-` uid. For (company, campaign) the rule
+    was not injective (`a`/`b-c` and `a-b`/`c` shared a uid): provisioning uses
+    it only to find a campaign's dashboard made before `uid_for`.
+    """
     joined = "-".join(parts)
     uid = f"pv-{joined}"
     if len(uid) <= UID_MAX:
@@ -36,8 +68,8 @@ def uid_for(*parts: str) -> str:
     return f"pv-{joined[: UID_MAX - 3 - 11]}-{digest}"
 
 
-def dashboard_uid(company: str, campaign: str) -> str:
-    return uid_for(check_name("company", company), check_name("campaign", campaign))
+def legacy_dashboard_uid(company: str, campaign: str) -> str:
+    return flat_uid(check_name("company", company), check_name("campaign", campaign))
 
 
 def flux_for_unit(bucket: str, unit: str) -> str:

@@ -29,7 +29,7 @@ from grafana_client.client import GrafanaClientError, GrafanaException
 
 from powerview.exceptions import InfrastructureError, PowerViewError
 from powerview.layout import check_name
-from powerview.provision.dashboard import build_dashboard, uid_for
+from powerview.provision.dashboard import build_dashboard, flat_uid, legacy_dashboard_uid
 from powerview.provision.grafana_ensure import Change, Ensurer, View, flux_datasource
 
 Tenancy = Literal["org", "team"]
@@ -69,7 +69,7 @@ class TenantSpec:
 
     @property
     def folder_uid(self) -> str:
-        return uid_for("folder", self.company)
+        return flat_uid("folder", self.company)
 
     @property
     def datasource_name(self) -> str:
@@ -77,7 +77,7 @@ class TenantSpec:
 
     @property
     def datasource_uid(self) -> str:
-        return uid_for("ds", self.company)
+        return flat_uid("ds", self.company)
 
     @property
     def user_login(self) -> str:
@@ -159,12 +159,43 @@ class GrafanaTenant:
                 spec.company, campaign, spec.datasource_uid, spec.datasource_type
             )
             with grafana_step(f"dashboard {campaign}"):
+                self._drop_legacy_dashboard(org, campaign, wanted["uid"])
                 org.dashboard(
                     f"dashboard {campaign}", wanted, spec.folder_uid, "powerview provisioning"
                 )
         if spec.default_user:
             self._ensure_user(org, org_id, team_id)
         return self.result
+
+    def _drop_legacy_dashboard(self, org: Ensurer, campaign: str, uid: str) -> None:
+        """Remove this campaign's dashboard saved under the old, ambiguous uid.
+
+        Only while the new uid is unused, and only when the old dashboard is
+        provably ours: in this company's folder, titled with this campaign and
+        tagged with this company (the old uid may belong to another company's
+        campaign, which is left alone). Done before the new dashboard is saved,
+        since Grafana refuses two equal titles in one folder.
+        """
+        spec = self.spec
+        old_uid = legacy_dashboard_uid(spec.company, campaign)
+        if org.look(lambda api: api.dashboard.get_dashboard(uid)) is not None:
+            return
+        old = org.look(lambda api: api.dashboard.get_dashboard(old_uid))
+        if old is None:
+            return
+        body = old.get("dashboard") or {}
+        folder = (old.get("meta") or {}).get("folderUid")
+        ours = (
+            folder == spec.folder_uid
+            and body.get("title") == campaign
+            and f"company:{spec.company}" in (body.get("tags") or [])
+        )
+        if ours:
+            org.remove(
+                f"dashboard {campaign}",
+                {"uid": old_uid, "title": campaign, "folderUid": folder},
+                partial(_delete_dashboard, uid=old_uid),
+            )
 
     def _ensure_org(self) -> int | None:
         """The organization's id; None in check mode when it would be created."""

@@ -121,5 +121,4 @@ def revoke_tokens(client: InfluxDBClient, org: str, company: str, secrets_dir: P
 
 
 def _write_secret(path: Path, value: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(path, value + "\n")
+    write_private(path, value + "\n")  # creates the secrets folder 0700 if missing
