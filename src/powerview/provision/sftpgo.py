@@ -261,11 +261,20 @@ def _zero(value: Any) -> Any:
     return type(value)() if isinstance(value, str | list | dict) else None
 
 
+# Maps compared whole: a folder granted rights by hand is drift, not a field we do not set.
+WHOLE_FIELDS = frozenset({"permissions"})
+
+
 def project(existing: Any, wanted: Any) -> Any:
     """`existing` cut down to the fields `wanted` sets, an absent field read as its zero."""
     if isinstance(wanted, dict) and isinstance(existing, dict):
         return {
-            key: project(existing.get(key, _zero(value)), value) for key, value in wanted.items()
+            key: (
+                existing.get(key, _zero(value))
+                if key in WHOLE_FIELDS
+                else project(existing.get(key, _zero(value)), value)
+            )
+            for key, value in wanted.items()
         }
     if isinstance(wanted, list) and isinstance(existing, list) and len(wanted) == len(existing):
         return [project(have, want) for have, want in zip(existing, wanted, strict=True)]
