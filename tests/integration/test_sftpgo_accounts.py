@@ -332,3 +332,21 @@ def test_the_workers_mkdir_job_never_touches_the_sftp_account(env: Env) -> None:
     result = provision_campaign(config.load(), company, "c1")
     assert result["outcome"] == "done"
     assert env.sftpgo.requests == []
+
+
+def test_without_sftpgo_the_step_is_skipped_and_said(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERVIEW_SFTP_SERVER", "none")
+    company = env.company()
+    assert create(company) == 0
+    assert "SFTP account: skipped, not managed" in capsys.readouterr().out
+    assert cli.run(["tenant", "list", "--json"]) == 0
+    rows = {row["company"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows[company] == {
+        "company": company,
+        "bucket": True,
+        "read_token": True,
+        "token_on_file": True,
+    }
+    assert env.sftpgo.requests == []
