@@ -18,7 +18,11 @@ from influxdb_client import InfluxDBClient
 
 from powerview import stack
 
-pytest_plugins = ["tests.grafana_standin.fixtures", "tests.e2e.fixtures"]
+pytest_plugins = [
+    "tests.grafana_standin.fixtures",
+    "tests.sftpgo_standin.fixtures",
+    "tests.e2e.fixtures",
+]
 
 # Real device exports, copied into the repository (origin in samples/README.md).
 SAMPLES = Path(__file__).resolve().parent / "samples"

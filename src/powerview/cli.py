@@ -661,21 +661,84 @@ def _render_tenant(outcome: Any, check: bool) -> None:
         path.unlink()
 
 
+def _render_sftp(outcome: Any, check: bool) -> None:
+    """The SFTP account step: each change with its fields, and a new password shown once."""
+    from powerview.provision.grafana_ensure import describe_diff
+
+    if outcome.sftp_skipped:
+        out.print(f"SFTP account: skipped, {outcome.sftp_skipped}", markup=False)
+        return
+    if outcome.sftpgo is None:
+        return
+    verb = "would change" if check else "changed"
+    if not outcome.sftpgo.changes:
+        out.print("SFTPGo: no change")
+    for change in outcome.sftpgo.changes:
+        detail = f" ({change.detail})" if change.detail else ""
+        out.print(f"SFTPGo {verb}: {change.action} {change.resource}{detail}", markup=False)
+        if change.action == "update":
+            for line in describe_diff(change.diff()):
+                out.print(f"    {line}", markup=False)
+    if outcome.sftpgo.password:
+        # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
+        out.print(
+            f"SFTPGo user {outcome.company} password: {outcome.sftpgo.password}", markup=False
+        )
+
+
+def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
+    """The OpenSSH public keys in `files`, one per non-comment line; None when no file given."""
+    if not files:
+        return None
+    keys = []
+    for file in files:
+        for line in file.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                keys.append(line.strip())
+    if not keys:
+        raise click.BadParameter("no public key in the files given", param_hint="--sftp-key")
+    return keys
+
+
 @tenant_group.command("create")
 @click.argument("company")
 @click.option("--campaign", "campaigns", multiple=True, help="Campaign to give a dashboard.")
 @click.option(
     "--default-user", is_flag=True, help="Also create user_<company> (password shown once)."
 )
+@click.option(
+    "--sftp-key",
+    "sftp_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="OpenSSH public key file of the SFTP user (replaces its keys; repeatable).",
+)
+@click.option(
+    "--sftp-password", is_flag=True, help="Give the SFTP user a new password (shown once)."
+)
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
 def tenant_create(
-    company: str, campaigns: tuple[str, ...], default_user: bool, check: bool
+    company: str,
+    campaigns: tuple[str, ...],
+    default_user: bool,
+    sftp_keys: tuple[Path, ...],
+    sftp_password: bool,
+    check: bool,
 ) -> ExitStatus:
-    """Create or keep a company's bucket, read token and Grafana resources."""
+    """Create or keep a company's SFTP account, bucket, read token and Grafana resources."""
     from powerview.provision import create_tenant
 
     settings = _settings()
-    outcome = create_tenant(settings, company, campaigns, default_user=default_user, check=check)
+    outcome = create_tenant(
+        settings,
+        company,
+        campaigns,
+        default_user=default_user,
+        check=check,
+        sftp_keys=_public_keys(sftp_keys),
+        sftp_password=sftp_password,
+    )
+    _render_sftp(outcome, check)
     _render_tenant(outcome, check)
     return ExitStatus.OK
 
@@ -685,17 +748,21 @@ def tenant_create(
 @click.option("--with-user", is_flag=True, help="Also delete user_<company>.")
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
 def tenant_delete(company: str, with_user: bool, check: bool) -> ExitStatus:
-    """Remove a company's Grafana resources; its InfluxDB bucket and data stay."""
+    """Remove a company's SFTPGo login and Grafana resources; its files and data stay."""
     from powerview.provision import delete_tenant
 
     settings = _settings()
-    _render_tenant(delete_tenant(settings, company, with_user=with_user, check=check), check)
+    outcome = delete_tenant(settings, company, with_user=with_user, check=check)
+    _render_sftp(outcome, check)
+    _render_tenant(outcome, check)
     return ExitStatus.OK
 
 
 @tenant_group.command("list")
-def tenant_list() -> ExitStatus:
-    """Companies with a bucket in InfluxDB, and whether their read token is in place."""
+@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+def tenant_list(json_output: bool) -> ExitStatus:
+    """Companies with a bucket (or an SFTPGo user): read token, and SFTPGo user when managed."""
+    from powerview.provision.sftpgo import SftpgoApi, user_summary
     from powerview.provision.tokens import find_tokens, read_token
 
     settings = _settings()
@@ -705,14 +772,42 @@ def tenant_list() -> ExitStatus:
         tokens = {t.description for t in find_tokens(target.client, settings.influxdb_org)}
     finally:
         target.close()
+    names = {
+        b.name for b in buckets if not b.name.startswith("_") and b.name != settings.meta_bucket
+    }
+    sftp_users: dict[str, dict[str, Any]] | None = None
+    if settings.sftp_server == "sftpgo":
+        with SftpgoApi.from_settings(settings) as api:
+            sftp_users = {u["username"]: u for u in api.list_all("users")}
+        home = settings.data_root.resolve()
+        names |= {n for n, u in sftp_users.items() if u.get("home_dir") == str(home / n)}
     secrets = settings.state_dir.resolve() / "secrets"
-    table = Table("company", "read token", "token value on file", box=None)
-    for bucket in sorted(buckets, key=lambda b: b.name):
-        if bucket.name.startswith("_") or bucket.name == settings.meta_bucket:
-            continue
-        described = f"powerview_token_for_bucket_{bucket.name}" in tokens
-        on_file = read_token(secrets, bucket.name) is not None
-        table.add_row(bucket.name, "yes" if described else "no", "yes" if on_file else "no")
+    rows = []
+    for name in sorted(names):
+        row: dict[str, Any] = {
+            "company": name,
+            "bucket": name in {b.name for b in buckets},
+            "read_token": f"powerview_token_for_bucket_{name}" in tokens,
+            "token_on_file": read_token(secrets, name) is not None,
+        }
+        if sftp_users is not None:
+            row.update(user_summary(sftp_users.get(name)))
+        rows.append(row)
+    if json_output:
+        out.print_json(json.dumps(rows))
+        return ExitStatus.OK
+    columns = ["company", "read token", "token value on file"]
+    if sftp_users is not None:
+        columns += ["SFTPGo user", "keys", "password"]
+    table = Table(*columns, box=None)
+    for row in rows:
+        cells = [row["company"], "yes" if row["read_token"] else "no"]
+        cells.append("yes" if row["token_on_file"] else "no")
+        if sftp_users is not None:
+            cells.append(row["sftpgo_user"])
+            cells.append(str(row.get("sftpgo_keys", "")))
+            cells.append({True: "set", False: "none"}.get(row.get("sftpgo_password"), ""))
+        table.add_row(*cells)
     out.print(table)
     return ExitStatus.OK
 

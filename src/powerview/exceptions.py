@@ -9,7 +9,8 @@
     ├── InfrastructureError  a server or the filesystem failed; retry later
     │   ├── InfluxUnavailableError   InfluxDB unreachable or refusing (5xx, 429)
     │   └── InfluxWriteError         InfluxDB rejected a write for a client-side reason
-    └── StackError           the local InfluxDB could not be installed, started or stopped
+    ├── StackError           the local InfluxDB could not be installed, started or stopped
+    └── SftpgoError          SFTPGo's REST API refused a request or could not be reached
 
 Infrastructure errors never send a file to `error/`: the file stays put and a
 later run retries it. Format errors always do.
@@ -56,3 +57,7 @@ class InfluxWriteError(InfrastructureError):
 
 class StackError(PowerViewError):
     """The local InfluxDB stack could not be installed, started or stopped."""
+
+
+class SftpgoError(PowerViewError):
+    """SFTPGo's REST API refused a request or could not be reached; the message says which."""

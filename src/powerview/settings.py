@@ -70,6 +70,28 @@ class Settings(BaseSettings):
     grafana_influxdb_url: str | None = Field(
         None, validation_alias=_env("POWERVIEW_GRAFANA_INFLUXDB_URL")
     )
+    # -- SFTP accounts: which server `tenant create` manages, and SFTPGo's REST API
+    sftp_server: Literal["sftpgo", "openssh", "none"] = Field(
+        "none", validation_alias=_env("POWERVIEW_SFTP_SERVER")
+    )
+    sftpgo_url: str | None = Field(
+        None, validation_alias=_env("SFTPGO_URL", "POWERVIEW_SFTPGO_URL")
+    )
+    sftpgo_username: str | None = Field(
+        None, validation_alias=_env("SFTPGO_USERNAME", "POWERVIEW_SFTPGO_USERNAME")
+    )
+    sftpgo_password: SecretStr | None = Field(
+        None, validation_alias=_env("SFTPGO_PASSWORD", "POWERVIEW_SFTPGO_PASSWORD")
+    )
+    sftpgo_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("SFTPGO_API_KEY", "POWERVIEW_SFTPGO_API_KEY")
+    )
+    sftpgo_hook: str = Field(
+        "/opt/powerview/deploy/on-upload.sh", validation_alias=_env("POWERVIEW_SFTPGO_HOOK")
+    )
+    sftpgo_hook_env_file: str | None = Field(
+        None, validation_alias=_env("POWERVIEW_SFTPGO_HOOK_ENV_FILE")
+    )
     tenancy: Literal["org", "team"] = Field("org", validation_alias=_env("POWERVIEW_TENANCY"))
     meta_bucket: str = Field("powerview_meta", validation_alias=_env("TSV_META_BUCKET"))
     report_dir: Path | None = Field(None, validation_alias=_env("TSV_REPORT_DIR"))
@@ -190,6 +212,24 @@ class Settings(BaseSettings):
         from powerview.events import parse_user_map
 
         parse_user_map(value)
+        return value
+
+    @field_validator("sftpgo_url")
+    @classmethod
+    def _sftpgo_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host name")
+        return value
+
+    @field_validator("sftpgo_hook")
+    @classmethod
+    def _absolute_hook(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path (SFTPGo runs command actions by path)")
         return value
 
     @field_validator("log_level")
@@ -331,7 +371,7 @@ def _describe(exc: ValidationError) -> str:
         name = next((n for n in names if n in given), names[0])
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        secret = any(word in field for word in ("token", "password"))
+        secret = any(word in field for word in ("token", "password", "api_key"))
         if isinstance(value, str) and not secret and value not in message:
             message = f"{message} (got {value!r})"
         lines.append(f"{name}: {message}")

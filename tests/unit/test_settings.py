@@ -153,6 +153,8 @@ def test_a_bad_influxdb_host_is_a_config_error(monkeypatch: pytest.MonkeyPatch, 
         ("INFLUXDB_ADMIN_TOKEN", "influxdb_admin_token"),
         ("GRAFANA_PASSWORD", "grafana_password"),
         ("GRAFANA_API_TOKEN", "grafana_api_token"),
+        ("SFTPGO_PASSWORD", "sftpgo_password"),
+        ("SFTPGO_API_KEY", "sftpgo_api_key"),
     ],
 )
 def test_secrets_are_secret_and_masked(
@@ -217,6 +219,9 @@ def test_a_bad_log_level_is_a_config_error_naming_tsv_log_level(
         ("POWERVIEW_INFLUXDB_TIMEOUT_S", "-1"),
         ("POWERVIEW_WRITE_BATCH_SIZE", "0"),
         ("POWERVIEW_TENANCY", "company"),
+        ("POWERVIEW_SFTP_SERVER", "vsftpd"),
+        ("SFTPGO_URL", "sftpgo.example:8080"),
+        ("POWERVIEW_SFTPGO_HOOK", "deploy/on-upload.sh"),
     ],
 )
 def test_a_malformed_value_is_a_one_line_config_error_naming_the_variable(
@@ -398,3 +403,11 @@ def test_gzip_is_off_on_loopback_unless_set(
     if given is not None:
         monkeypatch.setenv("POWERVIEW_INFLUXDB_GZIP_LEVEL", given)
     assert config.load().effective_gzip_level == expected
+
+
+def test_sftpgo_url_is_read_under_both_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERVIEW_SFTPGO_URL", "http://127.0.0.1:8080/")
+    assert config.load().sftpgo_url == "http://127.0.0.1:8080"
+    monkeypatch.setenv("SFTPGO_URL", "https://sftp.example")
+    assert config.load().sftpgo_url == "https://sftp.example"
+    assert config.load().sftp_server == "none"  # nothing managed unless asked

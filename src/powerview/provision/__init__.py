@@ -1,10 +1,14 @@
 """Tenant lifecycle: what a company and a campaign need to exist.
 
 `create_tenant` is what `powerview tenant create` and a campaign `mkdir` (through
-the queue and the worker) run: the company's bucket and bucket-scoped read
-token in InfluxDB, then, when Grafana is configured, the Grafana playbook (run
-with `--diff`, so each Grafana change comes back with its before/after).
-`delete_tenant` removes the Grafana side only; InfluxDB data is never deleted.
+the queue and the worker) run: the company's SFTP account when PowerView manages
+one (`POWERVIEW_SFTP_SERVER=sftpgo`: the SFTPGo user and the Event Manager rules
+that call the hook; not from the worker's mkdir job, where the account already
+exists and creating one is an operator's act), then its bucket and bucket-scoped
+read token in InfluxDB, then, when Grafana is configured, the Grafana playbook
+(run with `--diff`, so each Grafana change comes back with its before/after).
+`delete_tenant` removes the SFTPGo login and the Grafana side; files and InfluxDB
+data are never deleted.
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ from powerview.exceptions import InfrastructureError, NameRuleError
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
+from powerview.provision.sftpgo import SftpgoApi, SftpgoOutcome, ensure_events, ensure_user
+from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
 from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
 from powerview.settings import Settings
 
-__all__ = ["TenantOutcome", "create_tenant", "delete_tenant", "provision_campaign"]
+__all__ = [
+    "TenantOutcome",
+    "create_sftp_account",
+    "create_tenant",
+    "delete_tenant",
+    "provision_campaign",
+]
 
 
 @dataclass
@@ -31,10 +43,13 @@ class TenantOutcome:
     grafana_skipped: str | None = None
     password_file: str | None = None
     notes: list[str] = field(default_factory=list)
+    sftpgo: SftpgoOutcome | None = None  # None: SFTPGo not managed (see sftp_skipped)
+    sftp_skipped: str | None = None
 
     @property
     def changed(self) -> bool:
-        return self.token_created or bool(self.grafana and self.grafana.changed)
+        sftp = bool(self.sftpgo and self.sftpgo.changed)
+        return sftp or self.token_created or bool(self.grafana and self.grafana.changed)
 
 
 def _secrets_dir(settings: Settings) -> Path:
@@ -55,18 +70,55 @@ def grafana_env(settings: Settings) -> dict[str, str] | None:
     return env
 
 
+def _sftp_skipped(settings: Settings) -> str | None:
+    if settings.sftp_server == "sftpgo":
+        return None
+    if settings.sftp_server == "openssh":
+        return "OpenSSH accounts are not managed by this step (POWERVIEW_SFTP_SERVER=openssh)"
+    return "not managed (POWERVIEW_SFTP_SERVER=none)"
+
+
+def create_sftp_account(
+    settings: Settings,
+    company: str,
+    public_keys: list[str] | None = None,
+    new_password: bool = False,
+    check: bool = False,
+) -> SftpgoOutcome:
+    """The company's SFTPGo user, then the Event Manager's action and rules (shared)."""
+    with SftpgoApi.from_settings(settings) as api:
+        outcome = ensure_user(
+            api, company, settings.data_root, public_keys, new_password, check=check
+        )
+        outcome.changes += ensure_events(api, settings, check=check)
+    return outcome
+
+
 def create_tenant(
     settings: Settings,
     company: str,
     campaigns: tuple[str, ...] = (),
     default_user: bool = False,
     check: bool = False,
+    sftp_keys: list[str] | None = None,
+    sftp_password: bool = False,
+    manage_sftp: bool = True,
 ) -> TenantOutcome:
-    """Create or keep everything `company` needs (idempotent; `check`: change nothing)."""
+    """Create or keep everything `company` needs (idempotent; `check`: change nothing).
+
+    `sftp_keys` None leaves the SFTPGo user's keys as they are; `sftp_password`
+    sets a new generated password, returned once in `outcome.sftpgo.password`.
+    """
     check_company(company, settings.reserved_company_names)
     for campaign in campaigns:
         check_name("campaign", campaign)
     outcome = TenantOutcome(company)
+    if manage_sftp:
+        outcome.sftp_skipped = _sftp_skipped(settings)
+        if outcome.sftp_skipped is None:
+            outcome.sftpgo = create_sftp_account(
+                settings, company, sftp_keys, sftp_password, check=check
+            )
     secrets = _secrets_dir(settings)
     target = open_target(settings)
     try:
@@ -115,9 +167,13 @@ def create_tenant(
 def delete_tenant(
     settings: Settings, company: str, with_user: bool = False, check: bool = False
 ) -> TenantOutcome:
-    """Remove the company's Grafana resources; its bucket and data stay."""
+    """Remove the company's SFTPGo login and Grafana resources; its files and data stay."""
     check_name("company", company)
     outcome = TenantOutcome(company)
+    outcome.sftp_skipped = _sftp_skipped(settings)
+    if outcome.sftp_skipped is None:
+        with SftpgoApi.from_settings(settings) as api:
+            outcome.sftpgo = delete_sftpgo_user(api, company, check=check)
     env = grafana_env(settings)
     if env is None:
         outcome.grafana_skipped = "Grafana not configured (GRAFANA_URL unset)"
@@ -135,7 +191,7 @@ def delete_tenant(
 def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[str, Any]:
     """The worker's provisioning job for a new `<company>/<campaign>` folder."""
     try:
-        outcome = create_tenant(settings, company, (campaign,))
+        outcome = create_tenant(settings, company, (campaign,), manage_sftp=False)
     except InfrastructureError as exc:
         return {"outcome": "retry", "error": str(exc)}
     except NameRuleError as exc:  # a reserved name: no retry will change that
