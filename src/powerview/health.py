@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from powerview.exceptions import FormatError, InfrastructureError
+from powerview.exceptions import FormatError, InfluxRequestError, InfrastructureError
 from powerview.influx import InfluxTarget, make_client, map_influx_errors
 from powerview.processes import pid_alive
 from powerview.queue import QUEUE_FILE, JobQueue
@@ -269,7 +269,7 @@ def check_influxdb(settings: Settings, target: InfluxTarget | None) -> CheckResu
     try:
         target.ensure_bucket(settings.meta_bucket)
         target.write_now(settings.meta_bucket, line, precision="ns")
-    except (InfrastructureError, FormatError) as exc:
+    except (InfrastructureError, InfluxRequestError, FormatError) as exc:
         # urllib3 puts the connection object's repr in its reasons: noise in a one-liner.
         reason = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>: ", "", str(exc))
         return CheckResult(
