@@ -17,8 +17,8 @@ from rich.table import Table
 
 from powerview import layout, stack
 from powerview import settings as config
-from powerview.exceptions import ConfigError, FormatError, PowerViewError
-from powerview.exit_status import ExitStatus
+from powerview.exceptions import ConfigError, FormatError
+from powerview.exit_status import ExitStatus, describe
 from powerview.plain_text import PlainConsole, VisibleFormatter
 
 if TYPE_CHECKING:
@@ -903,9 +903,18 @@ def main() -> None:
     sys.exit(run(sys.argv[1:]))
 
 
+# `powerview health` speaks the monitoring-plugin convention: 3 is UNKNOWN.
+HEALTH_UNKNOWN = 3
+
+
 def run(argv: list[str]) -> int:
-    """Run one command; map each error kind to a status and one line on stderr."""
-    traceback = "--traceback" in argv
+    """Run one command; map each error kind to a status and one line on stderr.
+
+    Everything is caught here, last (httpie's `raw_main`): an unexpected error
+    is status 2 (3 for `health`), never 1, which means "files rejected". With
+    `--traceback` the full chain (every `raise ... from exc`) is printed too.
+    """
+    show_traceback = "--traceback" in argv
     args = [a for a in argv if a != "--traceback"]
     try:
         result = app.main(args=args, prog_name="powerview", standalone_mode=False)
@@ -915,12 +924,23 @@ def run(argv: list[str]) -> int:
         exc.show()
         return ExitStatus.ERROR
     except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("powerview: interrupted")
+        err.print("powerview: interrupted", markup=False)
         return ExitStatus.INTERRUPTED
-    except PowerViewError as exc:
-        if traceback:
-            raise
-        kind = "configuration error" if isinstance(exc, ConfigError) else "error"
-        err.print(f"powerview: {kind}: {exc}", markup=False)
+    except Exception as exc:
+        if show_traceback:
+            import traceback
+
+            sys.stderr.write("".join(traceback.format_exception(exc)))
+        line = describe(exc)
+        err.print(f"powerview: {line}", markup=False)
+        if _command_of(args) == "health":
+            # The monitoring plugin's status line comes first on stdout.
+            out.print(f"POWERVIEW UNKNOWN - {line}", markup=False)
+            return HEALTH_UNKNOWN
         return ExitStatus.ERROR
     return int(result) if isinstance(result, int) else ExitStatus.OK
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command's name (`powerview` has no option before it but --help/--version)."""
+    return next((a for a in args if not a.startswith("-")), None)
