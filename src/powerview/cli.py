@@ -37,6 +37,9 @@ err = PlainConsole(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 log = logging.getLogger("powerview")
 
+# Seconds the hook waits for a locked queue before spooling the event instead.
+HOOK_QUEUE_TIMEOUT_S = 5.0
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -383,23 +386,37 @@ def hook_command() -> ExitStatus:
 
     Reads the SFTPGO_ACTION* variables, queues an ingest or provisioning job
     when the event calls for one, and returns at once; ignored events are
-    logged and exit 0. The worker does the work.
+    logged and exit 0. The worker does the work. When the queue is unusable
+    (corrupt, read-only, locked too long) the event goes to the spool the
+    worker drains, and the hook still exits 0; if even that fails, 2.
     """
-    from powerview import events
-    from powerview.queue import JobQueue
+    import sqlite3
+
+    from powerview import events, spool
+    from powerview.queue import QUEUE_FILE, JobQueue
 
     settings = _settings()
     user_map = events.parse_user_map(settings.user_company_map)
     decision = events.decide_sftpgo(os.environ, settings.data_root, user_map)
     action = os.environ.get("SFTPGO_ACTION", "?")
-    if decision.ignored:
+    if decision.ignored or decision.kind is None:
         log.info("hook %s ignored: %s", action, decision.reason)
         return ExitStatus.OK
-    queue = JobQueue.in_state_dir(settings.state_dir)
+    source = f"sftpgo:{action}"
     try:
-        events.enqueue(queue, decision, source=f"sftpgo:{action}")
-    finally:
-        queue.close()
+        # Well inside SFTPGo's hook timeout (30 s by default), so a lock held
+        # longer still leaves the hook the time to spool the event.
+        queue = JobQueue(settings.state_dir / QUEUE_FILE, timeout_s=HOOK_QUEUE_TIMEOUT_S)
+        try:
+            events.enqueue(queue, decision, source=source)
+        finally:
+            queue.close()
+    except (sqlite3.Error, OSError) as exc:
+        where = spool.spool_event(
+            settings.state_dir, decision.kind, decision.subject, decision.payload, source
+        )
+        log.warning("hook %s: queue unusable (%s); event spooled as %s", action, exc, where)
+        return ExitStatus.OK
     log.info("hook %s queued %s job for %s", action, decision.kind, decision.subject)
     return ExitStatus.OK
 
@@ -497,9 +514,11 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
     """Show what waits, runs and failed in the job queue."""
     if ctx.invoked_subcommand is not None:
         return None
+    from powerview import spool
     from powerview.queue import JobQueue
 
     settings = _settings()
+    spooled = spool.pending(settings.state_dir)  # events the hook could not queue
     queue = JobQueue.in_state_dir(settings.state_dir)
     try:
         states = None if show_all else ("queued", "running", "failed")
@@ -510,14 +529,23 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         queue.close()
     if json_output:
         rows = [{**job.__dict__, "subject": job.subject} for job in jobs]
+        spool_rows = [{**e.__dict__, "path": str(e.path)} for e in spooled]
         # ensure_ascii: a path with undecodable bytes stays valid, lossless JSON (\udcxx).
-        document = {"counts": counts, "oldest_waiting_s": oldest, "jobs": rows}
+        document = {
+            "counts": counts, "oldest_waiting_s": oldest, "jobs": rows, "spooled": spool_rows
+        }  # fmt: skip
         out.print_json(json.dumps(document), ensure_ascii=True)
         return ExitStatus.OK
     age = f", oldest waiting {oldest:.0f} s" if oldest is not None else ""
-    out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + age)
-    if jobs:
+    in_spool = f", {len(spooled)} spooled" if spooled else ""
+    out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + in_spool + age)
+    if jobs or spooled:
         table = Table("id", "kind", "state", "tries", "subject", "last error", box=None)
+        for event in spooled:
+            table.add_row(
+                "-", event.kind or "?", "spooled", "0", event.subject or event.path.name,
+                "unreadable, set aside" if event.bad else f"waiting {event.age_s:.0f} s",
+            )  # fmt: skip
         for job in jobs:
             table.add_row(
                 str(job.id), job.kind, job.state, str(job.attempts),
