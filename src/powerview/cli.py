@@ -56,8 +56,9 @@ def _settings(**overrides: Any) -> config.Settings:
 def app() -> None:
     """PowerView: power-meter exports to live, multi-tenant dashboards.
 
-    Exit status: 0 done, 1 some files rejected, 2 usage, configuration or
-    infrastructure error (add --traceback for details), 130 interrupted.
+    Exit status: 0 done, 1 some files rejected, 2 usage, configuration,
+    infrastructure or unexpected error (one line; add --traceback for the
+    details), 130 interrupted. `health` uses 0-3, the monitoring-plugin codes.
     """
 
 
