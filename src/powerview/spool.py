@@ -38,6 +38,8 @@ SUFFIX = ".event"
 TEMP_PREFIX = ".tmp-"
 BAD_SUFFIX = ".bad"  # a spool file that cannot be read back: kept for the operator
 STALE_TEMP_S = 3600.0  # a temporary file this old is from a hook killed mid-write
+WARN_EVERY_S = 60.0
+_last_warning = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,14 @@ def drain(queue: JobQueue, state_dir: Path | None = None) -> int:
     try:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
+        return 0
+    except OSError as exc:
+        # Not a reason to stop the worker (health reports the spool as unreadable);
+        # said once a minute, not at every loop turn.
+        global _last_warning
+        if time.monotonic() - _last_warning > WARN_EVERY_S:
+            log.error("spool %s unreadable: %s", folder, exc)
+            _last_warning = time.monotonic()
         return 0
     moved = 0
     for name in sorted(names):
