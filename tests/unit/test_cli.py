@@ -447,3 +447,28 @@ def test_ingest_with_a_bad_setting_is_status_2_one_line_and_moves_nothing(
     assert len(lines) == 1, result.err
     assert lines[0].startswith(f"powerview: configuration error: {variable}: {value!r} is not")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_unreachable_influxdb_is_one_readable_line_and_traceback_shows_the_cause(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
+    from powerview.stack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("INFLUXDB_URL", url)
+    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("POWERVIEW_INFLUXDB_RETRIES", "0")
+    expected = (
+        f"powerview: infrastructure error: InfluxDB at {url} unreachable: connection refused "
+        "(querying bucket 'acme')"
+    )
+
+    plain = powerview("summary", "acme")
+    detailed = powerview("--traceback", "summary", "acme")
+
+    assert plain.status == 2
+    assert plain.err.strip().splitlines() == [expected]
+    assert detailed.status == 2
+    assert "urllib3.exceptions.MaxRetryError" in detailed.err  # the cause, kept
+    assert "ConnectionRefusedError" in detailed.err
+    assert detailed.err.strip().splitlines()[-1] == expected
