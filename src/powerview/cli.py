@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -929,7 +930,19 @@ def _when(moment: object) -> str:
 
 def main() -> None:
     """Console entry point."""
-    sys.exit(run(sys.argv[1:]))
+    argv = sys.argv[1:]
+    status = run(argv)
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        # Output lost (a full disk, a reader gone): said once here, and stdout
+        # pointed at /dev/null so Python's own flush at exit does not exit 120.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if status == ExitStatus.OK:
+            with contextlib.suppress(OSError):
+                err.print(f"powerview: {describe(exc)}", markup=False)
+            status = HEALTH_UNKNOWN if _command_of(argv) == "health" else ExitStatus.ERROR
+    sys.exit(status)
 
 
 # `powerview health` speaks the monitoring-plugin convention: 3 is UNKNOWN.
@@ -955,16 +968,25 @@ def run(argv: list[str]) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("powerview: interrupted", markup=False)
         return ExitStatus.INTERRUPTED
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, BrokenPipeError):
+            raise
+        # rich turns a reader that went away (`| head`) into exit 1, which would
+        # say "files rejected"; stdout already points at /dev/null.
+        err.print("powerview: output closed before the end (broken pipe)", markup=False)
+        return ExitStatus.ERROR
     except Exception as exc:
         if show_traceback:
             import traceback
 
             sys.stderr.write("".join(traceback.format_exception(exc)))
         line = describe(exc)
-        err.print(f"powerview: {line}", markup=False)
+        # Writing may be what failed (stdout on a full disk): the status must still come out.
+        with contextlib.suppress(OSError):
+            err.print(f"powerview: {line}", markup=False)
         if _command_of(args) == "health":
-            # The monitoring plugin's status line comes first on stdout.
-            out.print(f"POWERVIEW UNKNOWN - {line}", markup=False)
+            with contextlib.suppress(OSError):  # the plugin's status line comes first on stdout
+                out.print(f"POWERVIEW UNKNOWN - {line}", markup=False)
             return HEALTH_UNKNOWN
         return ExitStatus.ERROR
     return int(result) if isinstance(result, int) else ExitStatus.OK

@@ -282,3 +282,51 @@ def test_a_command_on_a_corrupt_queue_is_status_2_with_one_line(site: Site) -> N
     assert done.returncode == 2
     assert "Traceback" in done.stderr
     assert "sqlite3.DatabaseError" in done.stderr
+
+
+def test_health_that_cannot_write_its_output_is_unknown_3(site: Site) -> None:
+    with open("/dev/full", "w") as full:  # every write: No space left on device
+        done = subprocess.run(
+            [POWERVIEW, "health"],
+            env=site.base_env(),
+            cwd=site.home,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert done.returncode == 3  # UNKNOWN, the monitoring-plugin code
+    assert done.stderr.strip().splitlines() == [
+        "powerview: file system error: [Errno 28] No space left on device"
+    ]
+
+
+def test_a_reader_that_goes_away_is_status_2_never_1(site: Site) -> None:
+    """`powerview queue | head -1`: rich would exit 1, which means "files rejected"."""
+    queue = site.queue()
+    try:
+        for i in range(3000):  # a table well past a pipe's 64 KiB buffer
+            queue.enqueue("ingest", f"/d/acme/c1/02001084/{i:05d}.tsv", {})
+    finally:
+        queue.close()
+    process = subprocess.Popen(
+        [POWERVIEW, "queue"],
+        env=site.base_env(),
+        cwd=site.home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    status = process.wait(timeout=60)
+    stderr = process.stderr.read()
+    process.stderr.close()
+
+    assert first.startswith("3000 queued")
+    assert status == 2
+    assert stderr.strip().splitlines() == ["powerview: output closed before the end (broken pipe)"]
