@@ -413,11 +413,11 @@ def hook_command() -> ExitStatus:
             events.enqueue(queue, decision, source=source)
         finally:
             queue.close()
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, ValueError) as exc:  # ValueError: a name SQLite refuses
         where = spool.spool_event(
             settings.state_dir, decision.kind, decision.subject, decision.payload, source
         )
-        log.warning("hook %s: queue unusable (%s); event spooled as %s", action, exc, where)
+        log.warning("hook %s: event not queued (%s); spooled as %s", action, exc, where)
         return ExitStatus.OK
     log.info("hook %s queued %s job for %s", action, decision.kind, decision.subject)
     return ExitStatus.OK

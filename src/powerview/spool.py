@@ -122,14 +122,15 @@ def drain(queue: JobQueue, state_dir: Path | None = None) -> int:
             continue
         try:
             kind, subject, payload, source = _read(path)
+            # ValueError from here too: a name SQLite cannot store (a lone surrogate).
+            queue.enqueue(kind, subject, payload, source=source, requeue_done=kind == "ingest")
         except FileNotFoundError:
             continue  # another worker drained it
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spooled event %s unreadable, set aside: %s", path, exc)
+            log.error("spooled event %s unusable, set aside: %s", path, exc)
             with contextlib.suppress(OSError):
                 path.rename(path.with_name(name + BAD_SUFFIX))
             continue
-        queue.enqueue(kind, subject, payload, source=source, requeue_done=kind == "ingest")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         moved += 1

@@ -119,7 +119,7 @@ def test_a_corrupt_queue_spools_the_event_and_the_worker_ingests_it(
     done = hook(site, company, file)
 
     assert done.returncode == 0
-    assert "event spooled" in done.stderr
+    assert "spooled as" in done.stderr
     assert_spooled(site, file)
     # The operator sets the damaged queue aside (health says it is unreadable).
     (site.state / QUEUE_FILE).rename(site.state / "queue.sqlite3.damaged")
@@ -137,7 +137,7 @@ def test_a_read_only_queue_spools_the_event_and_the_worker_ingests_it(
     done = hook(site, company, file, prefix=NO_CAPABILITIES)
 
     assert done.returncode == 0
-    assert "event spooled" in done.stderr
+    assert "spooled as" in done.stderr
     assert_spooled(site, file)
     assert site.jobs() == []
     worker_ingests(site, influxdb, influx_client, company, file)

@@ -112,3 +112,19 @@ def test_health_warns_of_a_spool_file_set_aside(tmp_path: Path, queue: JobQueue)
 
     assert result.status == Status.WARNING
     assert result.message == "1 unreadable spool file(s) set aside: 1-x.event.bad"
+
+
+def test_an_event_sqlite_refuses_is_set_aside_and_the_drain_goes_on(
+    tmp_path: Path, queue: JobQueue
+) -> None:
+    """A non-UTF-8 file name reaches Python as a lone surrogate, which SQLite refuses."""
+    odd = "/d/acme/c1/02001084/x\udcff.tsv"
+    put(tmp_path, odd)
+    put(tmp_path, "/d/acme/c1/02001084/y.tsv")
+
+    assert spool.drain(queue) == 1
+
+    assert [j.key for j in queue.jobs()] == ["ingest:/d/acme/c1/02001084/y.tsv"]
+    [aside] = spool.pending(tmp_path)
+    assert aside.bad
+    assert aside.path.name.endswith(spool.SUFFIX + spool.BAD_SUFFIX)
