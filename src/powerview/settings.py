@@ -10,6 +10,7 @@ the local stack's env file written by `powerview stack up`, the defaults.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -243,6 +244,18 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("is not an http(s) URL with a host name (value hidden)") from None
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_or_address(cls, value: str) -> str:
+        """A host name or an IP address to bind the exporter to."""
+        host = value.strip().removeprefix("[").removesuffix("]")
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            if ":" in host or not _HOSTNAME.fullmatch(host):
+                raise ValueError(f"{value!r} is not a host name or an IP address") from None
+        return host
 
     @field_validator("headerless_timezone")
     @classmethod

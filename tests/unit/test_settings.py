@@ -236,6 +236,8 @@ def test_a_bad_log_level_is_a_config_error_naming_tsv_log_level(
         ("POWERVIEW_EXPECTED_CADENCE_H", "inf"),
         ("POWERVIEW_SETTLE_S", "-0.5"),
         ("POWERVIEW_METRICS_PORT", "65536"),
+        ("POWERVIEW_METRICS_ADDRESS", "0.0.0.0:9464"),
+        ("POWERVIEW_METRICS_ADDRESS", "http://localhost"),
     ],
 )
 def test_a_malformed_value_is_a_one_line_config_error_naming_the_variable(
@@ -279,6 +281,9 @@ def test_a_bad_secret_url_is_named_without_showing_it(
         ("GRAFANA_URL", "https://grafana.example/sub/", "grafana_url",
          "https://grafana.example/sub/"),
         ("GRAFANA_URL", "", "grafana_url", None),  # empty: unset, as before
+        ("POWERVIEW_METRICS_ADDRESS", "192.0.2.7", "metrics_address", "192.0.2.7"),
+        ("POWERVIEW_METRICS_ADDRESS", "metrics.local", "metrics_address", "metrics.local"),
+        ("POWERVIEW_METRICS_ADDRESS", "[::1]", "metrics_address", "::1"),
         ("POWERVIEW_GRAFANA_INFLUXDB_URL", "http://[::1]:8086", "grafana_influxdb_url",
          "http://[::1]:8086"),
     ],
