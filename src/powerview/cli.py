@@ -413,7 +413,7 @@ def hook_command() -> ExitStatus:
             events.enqueue(queue, decision, source=source)
         finally:
             queue.close()
-    except (sqlite3.Error, OSError, ValueError) as exc:  # ValueError: a name SQLite refuses
+    except (sqlite3.Error, OSError, ValueError) as exc:  # ValueError: a value SQLite refuses
         where = spool.spool_event(
             settings.state_dir, decision.kind, decision.subject, decision.payload, source
         )
@@ -516,8 +516,11 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
     """Show what waits, runs and failed in the job queue."""
     if ctx.invoked_subcommand is not None:
         return None
+    from rich.text import Text
+
     from powerview import spool
     from powerview.queue import JobQueue
+    from powerview.upload_file import display
 
     settings = _settings()
     spooled = spool.pending(settings.state_dir)  # events the hook could not queue
@@ -545,7 +548,8 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         table = Table("id", "kind", "state", "tries", "subject", "last error", box=None)
         for event in spooled:
             table.add_row(
-                "-", event.kind or "?", "spooled", "0", event.subject or event.path.name,
+                "-", event.kind or "?", "spooled", "0",
+                Text(display(event.subject or event.path.name)),  # a client's name: plain text
                 "unreadable, set aside" if event.bad else f"waiting {event.age_s:.0f} s",
             )  # fmt: skip
         for job in jobs:

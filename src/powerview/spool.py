@@ -122,7 +122,7 @@ def drain(queue: JobQueue, state_dir: Path | None = None) -> int:
             continue
         try:
             kind, subject, payload, source = _read(path)
-            # ValueError from here too: a name SQLite cannot store (a lone surrogate).
+            # ValueError from here too: a value the queue refuses must not stop the drain.
             queue.enqueue(kind, subject, payload, source=source, requeue_done=kind == "ingest")
         except FileNotFoundError:
             continue  # another worker drained it

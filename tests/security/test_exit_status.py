@@ -263,6 +263,17 @@ def test_health_and_queue_show_a_spool_that_does_not_drain(site: Site) -> None:
     assert "/x/a.tsv" in queue.stdout
 
 
+def test_queue_shows_a_spooled_hostile_name_as_plain_escaped_text(site: Site) -> None:
+    name = os.fsdecode(b"/x/[/bold]\x1b[31mred\xff.tsv")  # Rich markup, an escape, a bad byte
+    spool.spool_event(site.state, "ingest", name, {"path": name}, "sftpgo:upload")
+
+    done, _ = run(["queue"], site.base_env(), cwd=site.home)
+
+    assert done.returncode == 0, done.stderr
+    assert "/x/[/bold]\\x1b[31mred\\xff.tsv" in done.stdout
+    assert "\x1b" not in done.stdout
+
+
 # -- unexpected errors are 2 (3 for health), one line, never 1 ----------------------------
 
 

@@ -114,17 +114,29 @@ def test_health_warns_of_a_spool_file_set_aside(tmp_path: Path, queue: JobQueue)
     assert result.message == "1 unreadable spool file(s) set aside: 1-x.event.bad"
 
 
-def test_an_event_sqlite_refuses_is_set_aside_and_the_drain_goes_on(
+def test_a_non_utf8_name_goes_through_the_spool_unchanged(tmp_path: Path, queue: JobQueue) -> None:
+    """A name with undecodable bytes reaches Python as lone surrogates: kept exactly."""
+    odd = os.fsdecode(b"/d/acme/c1/02001084/x\xff.tsv")
+    spool.spool_event(tmp_path, "ingest", odd, {"path": odd}, "sftpgo:upload")
+
+    assert spool.drain(queue) == 1
+
+    [job] = queue.jobs()
+    assert os.fsencode(job.payload["path"]) == b"/d/acme/c1/02001084/x\xff.tsv"
+    assert spool.pending(tmp_path) == []
+
+
+def test_an_event_that_is_not_one_is_set_aside_and_the_drain_goes_on(
     tmp_path: Path, queue: JobQueue
 ) -> None:
-    """A non-UTF-8 file name reaches Python as a lone surrogate, which SQLite refuses."""
-    odd = "/d/acme/c1/02001084/x\udcff.tsv"
-    put(tmp_path, odd)
+    folder = spool.spool_dir(tmp_path)
     put(tmp_path, "/d/acme/c1/02001084/y.tsv")
+    (folder / "0-planted.event").write_text('{"kind": "shell", "subject": "x", '
+                                            '"payload": {}, "source": "?"}')  # fmt: skip
 
     assert spool.drain(queue) == 1
 
     assert [j.key for j in queue.jobs()] == ["ingest:/d/acme/c1/02001084/y.tsv"]
     [aside] = spool.pending(tmp_path)
     assert aside.bad
-    assert aside.path.name.endswith(spool.SUFFIX + spool.BAD_SUFFIX)
+    assert aside.path.name == "0-planted.event" + spool.BAD_SUFFIX
