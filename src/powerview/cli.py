@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -17,8 +18,8 @@ from rich.table import Table
 
 from powerview import layout, stack
 from powerview import settings as config
-from powerview.exceptions import ConfigError, FormatError, PowerViewError
-from powerview.exit_status import ExitStatus
+from powerview.exceptions import ConfigError, FormatError
+from powerview.exit_status import ExitStatus, describe
 from powerview.plain_text import PlainConsole, VisibleFormatter
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ err = PlainConsole(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 log = logging.getLogger("powerview")
 
+# Seconds the hook waits for a locked queue before spooling the event instead.
+HOOK_QUEUE_TIMEOUT_S = 5.0
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -53,8 +57,9 @@ def _settings(**overrides: Any) -> config.Settings:
 def app() -> None:
     """PowerView: power-meter exports to live, multi-tenant dashboards.
 
-    Exit status: 0 done, 1 some files rejected, 2 usage, configuration or
-    infrastructure error (add --traceback for details), 130 interrupted.
+    Exit status: 0 done, 1 some files rejected, 2 usage, configuration,
+    infrastructure or unexpected error (one line; add --traceback for the
+    details), 130 interrupted. `health` uses 0-3, the monitoring-plugin codes.
     """
 
 
@@ -383,23 +388,37 @@ def hook_command() -> ExitStatus:
 
     Reads the SFTPGO_ACTION* variables, queues an ingest or provisioning job
     when the event calls for one, and returns at once; ignored events are
-    logged and exit 0. The worker does the work.
+    logged and exit 0. The worker does the work. When the queue is unusable
+    (corrupt, read-only, locked too long) the event goes to the spool the
+    worker drains, and the hook still exits 0; if even that fails, 2.
     """
-    from powerview import events
-    from powerview.queue import JobQueue
+    import sqlite3
+
+    from powerview import events, spool
+    from powerview.queue import QUEUE_FILE, JobQueue
 
     settings = _settings()
     user_map = events.parse_user_map(settings.user_company_map)
     decision = events.decide_sftpgo(os.environ, settings.data_root, user_map)
     action = os.environ.get("SFTPGO_ACTION", "?")
-    if decision.ignored:
+    if decision.ignored or decision.kind is None:
         log.info("hook %s ignored: %s", action, decision.reason)
         return ExitStatus.OK
-    queue = JobQueue.in_state_dir(settings.state_dir)
+    source = f"sftpgo:{action}"
     try:
-        events.enqueue(queue, decision, source=f"sftpgo:{action}")
-    finally:
-        queue.close()
+        # Well inside SFTPGo's hook timeout (30 s by default), so a lock held
+        # longer still leaves the hook the time to spool the event.
+        queue = JobQueue(settings.state_dir / QUEUE_FILE, timeout_s=HOOK_QUEUE_TIMEOUT_S)
+        try:
+            events.enqueue(queue, decision, source=source)
+        finally:
+            queue.close()
+    except (sqlite3.Error, OSError, ValueError) as exc:  # ValueError: a value SQLite refuses
+        where = spool.spool_event(
+            settings.state_dir, decision.kind, decision.subject, decision.payload, source
+        )
+        log.warning("hook %s: event not queued (%s); spooled as %s", action, exc, where)
+        return ExitStatus.OK
     log.info("hook %s queued %s job for %s", action, decision.kind, decision.subject)
     return ExitStatus.OK
 
@@ -497,9 +516,14 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
     """Show what waits, runs and failed in the job queue."""
     if ctx.invoked_subcommand is not None:
         return None
+    from rich.text import Text
+
+    from powerview import spool
     from powerview.queue import JobQueue
+    from powerview.upload_file import display
 
     settings = _settings()
+    spooled = spool.pending(settings.state_dir)  # events the hook could not queue
     queue = JobQueue.in_state_dir(settings.state_dir)
     try:
         states = None if show_all else ("queued", "running", "failed")
@@ -510,14 +534,24 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         queue.close()
     if json_output:
         rows = [{**job.__dict__, "subject": job.subject} for job in jobs]
+        spool_rows = [{**e.__dict__, "path": str(e.path)} for e in spooled]
         # ensure_ascii: a path with undecodable bytes stays valid, lossless JSON (\udcxx).
-        document = {"counts": counts, "oldest_waiting_s": oldest, "jobs": rows}
+        document = {
+            "counts": counts, "oldest_waiting_s": oldest, "jobs": rows, "spooled": spool_rows
+        }  # fmt: skip
         out.print_json(json.dumps(document), ensure_ascii=True)
         return ExitStatus.OK
     age = f", oldest waiting {oldest:.0f} s" if oldest is not None else ""
-    out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + age)
-    if jobs:
+    in_spool = f", {len(spooled)} spooled" if spooled else ""
+    out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + in_spool + age)
+    if jobs or spooled:
         table = Table("id", "kind", "state", "tries", "subject", "last error", box=None)
+        for event in spooled:
+            table.add_row(
+                "-", event.kind or "?", "spooled", "0",
+                Text(display(event.subject or event.path.name)),  # a client's name: plain text
+                "unreadable, set aside" if event.bad else f"waiting {event.age_s:.0f} s",
+            )  # fmt: skip
         for job in jobs:
             table.add_row(
                 str(job.id), job.kind, job.state, str(job.attempts),
@@ -900,12 +934,33 @@ def _when(moment: object) -> str:
 
 def main() -> None:
     """Console entry point."""
-    sys.exit(run(sys.argv[1:]))
+    argv = sys.argv[1:]
+    status = run(argv)
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        # Output lost (a full disk, a reader gone): said once here, and stdout
+        # pointed at /dev/null so Python's own flush at exit does not exit 120.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if status == ExitStatus.OK:
+            with contextlib.suppress(OSError):
+                err.print(f"powerview: {describe(exc)}", markup=False)
+            status = HEALTH_UNKNOWN if _command_of(argv) == "health" else ExitStatus.ERROR
+    sys.exit(status)
+
+
+# `powerview health` speaks the monitoring-plugin convention: 3 is UNKNOWN.
+HEALTH_UNKNOWN = 3
 
 
 def run(argv: list[str]) -> int:
-    """Run one command; map each error kind to a status and one line on stderr."""
-    traceback = "--traceback" in argv
+    """Run one command; map each error kind to a status and one line on stderr.
+
+    Everything is caught here, last (httpie's `raw_main`): an unexpected error
+    is status 2 (3 for `health`), never 1, which means "files rejected". With
+    `--traceback` the full chain (every `raise ... from exc`) is printed too.
+    """
+    show_traceback = "--traceback" in argv
     args = [a for a in argv if a != "--traceback"]
     try:
         result = app.main(args=args, prog_name="powerview", standalone_mode=False)
@@ -915,12 +970,32 @@ def run(argv: list[str]) -> int:
         exc.show()
         return ExitStatus.ERROR
     except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("powerview: interrupted")
+        err.print("powerview: interrupted", markup=False)
         return ExitStatus.INTERRUPTED
-    except PowerViewError as exc:
-        if traceback:
+    except SystemExit as exc:
+        if not isinstance(exc.__context__, BrokenPipeError):
             raise
-        kind = "configuration error" if isinstance(exc, ConfigError) else "error"
-        err.print(f"powerview: {kind}: {exc}", markup=False)
+        # rich turns a reader that went away (`| head`) into exit 1, which would
+        # say "files rejected"; stdout already points at /dev/null.
+        err.print("powerview: output closed before the end (broken pipe)", markup=False)
+        return ExitStatus.ERROR
+    except Exception as exc:
+        if show_traceback:
+            import traceback
+
+            sys.stderr.write("".join(traceback.format_exception(exc)))
+        line = describe(exc)
+        # Writing may be what failed (stdout on a full disk): the status must still come out.
+        with contextlib.suppress(OSError):
+            err.print(f"powerview: {line}", markup=False)
+        if _command_of(args) == "health":
+            with contextlib.suppress(OSError):  # the plugin's status line comes first on stdout
+                out.print(f"POWERVIEW UNKNOWN - {line}", markup=False)
+            return HEALTH_UNKNOWN
         return ExitStatus.ERROR
     return int(result) if isinstance(result, int) else ExitStatus.OK
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The command's name (`powerview` has no option before it but --help/--version)."""
+    return next((a for a in args if not a.startswith("-")), None)

@@ -10,7 +10,7 @@ so cron, systemd, Nagios, Icinga and friends can use the exit code as is:
                 that is not expected is stale, a webhook is down
     2 CRITICAL  InfluxDB unreachable or refusing writes, an expected worker or
                 watcher dead, the data root unusable, Grafana down, the queue
-                stuck
+                stuck, hook events left in the spool (not drained)
     3 UNKNOWN   the check itself could not run (configuration error, a query
                 that failed for another reason than InfluxDB being down)
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import socket
 import tempfile
@@ -41,7 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from powerview.exceptions import FormatError, InfrastructureError
+from powerview import spool
+from powerview.exceptions import FormatError, InfluxRequestError, InfrastructureError
 from powerview.influx import InfluxTarget, make_client, map_influx_errors
 from powerview.processes import pid_alive
 from powerview.queue import QUEUE_FILE, JobQueue
@@ -51,6 +51,9 @@ from powerview.settings import Settings, mask_url_secrets
 HEALTH_MEASUREMENT = "powerview_health"
 PROCESSES = ("worker", "watcher")  # heartbeat names in the queue's heartbeats table
 REJECT_WINDOW_S = 3600  # rejected or deferred files are reported for an hour
+# The worker drains the spool at every loop turn (a fraction of a second): an
+# event still there after this long is not being drained at all.
+SPOOL_MAX_AGE_S = 300.0
 DISK_WARNING_FREE = 0.05  # data root's file system: warning under 5 % free
 DISK_CRITICAL_FREE = 0.01
 HTTP_TIMEOUT_S = 5.0
@@ -209,6 +212,7 @@ def run_checks(settings: Settings, now: float | None = None) -> HealthReport:
         except Exception as exc:  # a locked or damaged queue file: said by each check
             beats = exc
         report.checks.append(_guarded("queue", lambda: check_queue(settings, queue_path, moment)))
+        report.checks.append(_guarded("spool", lambda: check_spool(settings.state_dir, moment)))
         for name in PROCESSES:
             report.checks.append(_process_check(settings, name, beats, moment))
         report.checks.append(_guarded("data root", lambda: check_data_root(settings.data_root)))
@@ -269,11 +273,10 @@ def check_influxdb(settings: Settings, target: InfluxTarget | None) -> CheckResu
     try:
         target.ensure_bucket(settings.meta_bucket)
         target.write_now(settings.meta_bucket, line, precision="ns")
-    except (InfrastructureError, FormatError) as exc:
-        # urllib3 puts the connection object's repr in its reasons: noise in a one-liner.
-        reason = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>: ", "", str(exc))
+    except (InfrastructureError, InfluxRequestError, FormatError) as exc:
+        # influx.py words connection errors without urllib3's object reprs.
         return CheckResult(
-            name, Status.CRITICAL, f"{mask_url_secrets(settings.influxdb_url)}: {reason}"
+            name, Status.CRITICAL, f"{mask_url_secrets(settings.influxdb_url)}: {exc}"
         )
     elapsed = time.perf_counter() - started
     return CheckResult(
@@ -343,6 +346,42 @@ def check_queue(settings: Settings, queue_path: Path, now: float) -> CheckResult
     named = [p.message for p in problems[:MAX_LISTED]]
     more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
     return CheckResult(name, status, f"{base}; " + "; ".join(named) + more, problems, data)
+
+
+def check_spool(state_dir: Path, now: float) -> CheckResult:
+    """Events the hook could not queue: drained within a loop turn by a live worker."""
+    name = "spool"
+    events = spool.pending(state_dir, now)
+    waiting = [e for e in events if not e.bad]
+    bad = [e for e in events if e.bad]
+    data = {"spooled": float(len(waiting)), "spool_unreadable": float(len(bad))}
+    if not events:
+        return CheckResult(name, Status.OK, "empty", data=data)
+    problems: list[Problem] = []
+    oldest = max((e.age_s for e in waiting), default=0.0)
+    if waiting and oldest > SPOOL_MAX_AGE_S:
+        problems.append(
+            Problem(
+                "",
+                Status.CRITICAL,
+                f"{len(waiting)} event(s) spooled, oldest {ago(oldest)}: the worker is not "
+                f"draining {spool.spool_dir(state_dir)} (worker down, or the queue unusable?)",
+            )
+        )
+    if bad:
+        problems.append(
+            Problem(
+                "unreadable",
+                Status.WARNING,
+                f"{len(bad)} unreadable spool file(s) set aside: {bad[0].path.name}",
+            )
+        )
+    if not problems:
+        return CheckResult(
+            name, Status.OK, f"{len(waiting)} event(s) spooled, being drained", data=data
+        )
+    status = worst(p.status for p in problems)
+    return CheckResult(name, status, "; ".join(p.message for p in problems), problems, data)
 
 
 def check_process(

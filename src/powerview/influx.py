@@ -2,8 +2,10 @@
 
 Everything that talks to InfluxDB goes through `InfluxTarget`; errors of the
 client library are translated at this boundary (`map_influx_errors`) into
-`InfluxUnavailableError` (retry later, the file stays) or `InfluxRejectedError`
-(the data itself was refused, the file goes to `error/`).
+`InfluxUnavailableError` (retry later, the file stays), `InfluxRequestError`
+(our token, org or bucket is wrong: the file stays until the deployment is
+fixed) or `InfluxRejectedError` (the data itself was refused, the file goes to
+`error/`); see exceptions.py.
 
 Writes are gzip-compressed here with zlib level 1 rather than by the client's
 `enable_gzip`, which uses level 9: on line protocol, level 1 compresses about
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import re
 import threading
 import zlib
 from collections.abc import Iterator
@@ -31,19 +34,15 @@ from urllib3.util.retry import Retry
 
 from powerview.exceptions import (
     ConfigError,
-    FormatError,
+    InfluxRejectedError,
+    InfluxRequestError,
     InfluxUnavailableError,
-    InfluxWriteError,
 )
 from powerview.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-class InfluxRejectedError(FormatError):
-    """InfluxDB refused the data itself (400/422: bad line, field type conflict)."""
 
 
 class LineWriter(Protocol):
@@ -81,13 +80,65 @@ def map_influx_errors(action: str) -> Iterator[None]:
         status = exc.status or 0
         detail = _api_message(exc)
         if status in (400, 413, 422):
-            raise InfluxRejectedError(f"InfluxDB refused {action}: {status} {detail}") from None
-        if status in (401, 403, 404):
-            raise InfluxWriteError(f"{action}: {status} {detail}") from None
-        raise InfluxUnavailableError(f"{action}: InfluxDB answered {status} {detail}") from None
+            raise InfluxRejectedError(f"InfluxDB refused {action}: {status} {detail}") from exc
+        if status in (401, 403):
+            raise InfluxRequestError(
+                f"InfluxDB refused the token while {action}: {status} {detail} "
+                "(check INFLUXDB_ADMIN_TOKEN)"
+            ) from exc
+        if 400 <= status < 500 and status != 429:
+            raise InfluxRequestError(f"InfluxDB refused {action}: {status} {detail}") from exc
+        raise InfluxUnavailableError(f"{action}: InfluxDB answered {status} {detail}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise InfluxUnavailableError(f"{action}: InfluxDB unreachable ({reason})") from None
+        raise InfluxUnavailableError(
+            f"InfluxDB{_where(exc)} unreachable: {_reason(exc)} ({action})"
+        ) from exc
+
+
+# urllib3 puts the connection object's repr in its messages: `<urllib3.connection.
+# HTTPConnection object at 0x7f...>: Failed to establish a new connection: ...`.
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its reason, cause and context, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        todo += [reason if isinstance(reason, BaseException) else None]
+        todo += [current.__cause__, current.__context__]
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in words: "connection refused", "timed out", ..."""
+    links = list(_chain(exc))
+    # The socket's own error first: urllib3's NewConnectionError is also a timeout class.
+    for link in links:
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[0].lower() + link.strerror[1:]
+    if any(isinstance(link, TimeoutError | urllib3.exceptions.TimeoutError) for link in links):
+        return "timed out"
+    text = _OBJECT_REPR.sub("", str(getattr(exc, "reason", None) or exc))
+    return text.strip() or type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """ " at <url>" of the server a urllib3 error names, else nothing."""
+    for link in _chain(exc):
+        pool = getattr(link, "pool", None) or getattr(link, "conn", None)
+        host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+        if host:
+            scheme = getattr(pool, "scheme", None) or (
+                "https" if "HTTPS" in type(pool).__name__ else "http"
+            )
+            return f" at {scheme}://{host}" + (f":{port}" if port else "")
+    return ""
 
 
 def _api_message(exc: ApiException) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from powerview import layout
 from powerview.exceptions import (
     FormatError,
+    InfluxRequestError,
     InfrastructureError,
     NameRuleError,
     UnsafeUploadError,
@@ -66,7 +67,7 @@ def write_run(run: RunReport, target: InfluxTarget, settings: Settings, data_roo
         target.ensure_bucket(settings.meta_bucket)
         target.write_now(settings.meta_bucket, run.meta_lines(), precision=META_PRECISION)
         run.meta_written = True
-    except (InfrastructureError, FormatError) as exc:
+    except (InfrastructureError, InfluxRequestError, FormatError) as exc:
         run.meta_error = str(exc)
         log.error("run summary not written to %s: %s", settings.meta_bucket, exc)
     return run.write_json(settings.report_dir_for(data_root))
@@ -148,7 +149,8 @@ def _ingest_upload(
         _stream_into(location, upload, writer, options, report)
     except (NameRuleError, FormatError, UnsafeUploadError) as exc:
         _reject(report, upload, str(exc), options)
-    except InfrastructureError as exc:
+    except (InfrastructureError, InfluxRequestError) as exc:
+        # An outage, or the deployment's token, org or bucket refused: not the file's fault.
         report.status = "deferred"
         report.deferred_by = "influxdb"
         report.error = str(exc)

@@ -9,6 +9,8 @@ the local stack's env file written by `powerview stack up`, the defaults.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -39,6 +42,19 @@ _HOSTNAME = re.compile(
 )
 
 
+def _http_url(value: str) -> str:
+    """`value` if it is an http(s) URL with a valid host (and port), else ValueError."""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError(f"{value!r} has an invalid port") from None
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{value!r} is not an http(s) URL with a host name")
+    return value
+
+
 def _env(*names: str) -> Any:
     """Accept each of `names` as the variable for a field; the first is the main one."""
     return AliasChoices(*names)
@@ -47,7 +63,10 @@ def _env(*names: str) -> Any:
 class Settings(BaseSettings):
     """Every setting PowerView reads, with the variable names that set it."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # allow_inf_nan: "nan" or "inf" would pass every bound (`gt=0`, `ge=0`) unnoticed.
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
     influxdb_url: str = Field(
         "http://127.0.0.1:8086", validation_alias=_env("INFLUXDB_URL", "INFLUXDB_HOST")
@@ -206,6 +225,70 @@ class Settings(BaseSettings):
             value = f"{parts.scheme}://{parts.netloc}:8086{parts.path}"
         return value
 
+    @field_validator("grafana_url", "grafana_influxdb_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host, or unset (empty counts as unset)."""
+        if value is None or not value.strip():
+            return None
+        return _http_url(value.strip())
+
+    @field_validator("heartbeat_url", "alert_webhook_url")
+    @classmethod
+    def _secret_http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """As `_optional_http_url`; the URL may carry a key, so errors never show it."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            _http_url(value.get_secret_value().strip())
+        except ValueError:
+            raise ValueError("is not an http(s) URL with a host name (value hidden)") from None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_or_address(cls, value: str) -> str:
+        """A host name or an IP address to bind the exporter to."""
+        host = value.strip().removeprefix("[").removesuffix("]")
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            if ":" in host or not _HOSTNAME.fullmatch(host):
+                raise ValueError(f"{value!r} is not a host name or an IP address") from None
+        return host
+
+    @field_validator("headerless_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        """A zone of the tz database (checked now, not at the first headerless file)."""
+        zone = value.strip()
+        if zone.upper() in ("UTC", "GMT", "Z"):
+            return "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: `Europe` is a folder
+            raise ValueError(
+                f"{value!r} is not a time zone of the tz database (e.g. UTC, Europe/Paris)"
+            ) from None
+        return zone
+
+    @field_validator("earliest_valid_time")
+    @classmethod
+    def _iso_datetime(cls, value: str) -> str:
+        """An ISO 8601 date or date and time; without an offset it is read as UTC."""
+        text = value.strip()
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an ISO 8601 date and time (e.g. 2021-01-01T00:00:00Z)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        if moment.timestamp() < 0:
+            raise ValueError(f"{value!r} is before 1970, the start of epoch time")
+        return text
+
     @field_validator("user_company_map")
     @classmethod
     def _user_map_parses(cls, value: str) -> str:
@@ -328,7 +411,7 @@ def load(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc)) from exc
 
 
 def resolve(**overrides: Any) -> Resolved:
@@ -371,7 +454,10 @@ def _describe(exc: ValidationError) -> str:
         name = next((n for n in names if n in given), names[0])
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        secret = any(word in field for word in ("token", "password", "api_key"))
+        secret = any(word in field for word in ("token", "password", "api_key")) or (
+            field in Settings.model_fields
+            and "SecretStr" in str(Settings.model_fields[field].annotation)
+        )
         if isinstance(value, str) and not secret and value not in message:
             message = f"{message} (got {value!r})"
         lines.append(f"{name}: {message}")

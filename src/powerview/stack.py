@@ -248,7 +248,7 @@ class InfluxServer:
                 pass
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
-            raise StackError(f"onboarding {self.url} failed: {exc.code} {detail}") from None
+            raise StackError(f"onboarding {self.url} failed: {exc.code} {detail}") from exc
         return Onboarding(self.url, org, bucket, token, username, password)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

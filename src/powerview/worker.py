@@ -4,9 +4,10 @@ Jobs run in a pool of processes (ingestion is CPU-bound Python), at most
 `concurrency` at once. The main loop claims jobs, renews their leases, beats
 its heartbeat, takes back jobs of dead workers, and every `scan_interval_s`
 scans the data tree for files no event announced (a missed inotify event, a
-hook killed by its timeout). Infrastructure failures are retried with
-exponential backoff; a job that keeps failing is marked failed, and the next
-scan queues its file again if it is still waiting.
+hook killed by its timeout); events the hook spooled are queued at every turn.
+Infrastructure failures are retried with exponential backoff; a job that keeps
+failing is marked failed, and the next scan queues its file again if it is
+still waiting.
 
 A pool process that dies (killed by the kernel's OOM killer, a signal, its
 memory limit) fails only the job it was running (issue 10): the pool is made
@@ -35,7 +36,7 @@ from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from powerview import events
+from powerview import events, spool
 from powerview import settings as config
 from powerview.processes import pid_alive
 from powerview.queue import Job, JobQueue, this_owner
@@ -290,6 +291,8 @@ class Worker:
                 if now >= next_scan and self.options.scan_interval_s > 0:
                     self._scan()
                     next_scan = now + self.options.scan_interval_s
+                # Events the hook could not queue: a listdir when there are none.
+                spool.drain(self.queue)
                 self._fill()
                 if until_idle and not self._running and not self._has_ready_or_soon():
                     break

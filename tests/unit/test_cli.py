@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pytest
 
 from powerview import cli
 from powerview import settings as config
-from powerview.exceptions import ConfigError
+from powerview.exceptions import StackError
 
 ALL_VARIABLES = {
     name.upper() for field in config.Settings.model_fields for name in config.variable_names(field)
@@ -214,10 +214,142 @@ def test_a_bad_setting_in_the_env_file_is_reported_the_same_way(powerview: Run) 
     assert result.err.startswith("powerview: configuration error: POWERVIEW_INFLUXD_PORT")
 
 
-def test_traceback_flag_lets_the_error_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_traceback_flag_adds_the_chain_and_keeps_the_status(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
     monkeypatch.setenv("POWERVIEW_INFLUXD_PORT", "abc")
-    with pytest.raises(ConfigError, match="POWERVIEW_INFLUXD_PORT"):
-        cli.run(["--traceback", "config"])
+
+    result = powerview("--traceback", "config")
+
+    assert result.status == 2
+    # The pydantic error underneath (raised `from exc`), then PowerView's, then one line.
+    assert "pydantic_core._pydantic_core.ValidationError" in result.err
+    assert "The above exception was the direct cause of the following exception" in result.err
+    assert "powerview.exceptions.ConfigError: POWERVIEW_INFLUXD_PORT" in result.err
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("powerview: configuration error: POWERVIEW_INFLUXD_PORT")
+
+
+# -- exit statuses: 0 done, 1 rejected, 2 error, 130 interrupted -------------------
+
+
+@pytest.fixture
+def failing_command() -> Iterator[Callable[[BaseException], None]]:
+    """A command `fail` that raises what the test gives it, removed afterwards.
+
+    Only the raising is staged: the catching, mapping and printing are `cli.run`'s.
+    """
+    raised: list[BaseException] = []
+
+    @cli.app.command("fail")
+    def fail() -> None:
+        raise raised[0]
+
+    yield raised.append
+    del cli.app.commands["fail"]
+
+
+def test_an_unexpected_error_is_status_2_and_one_line(
+    powerview: Run, failing_command: Callable[[BaseException], None]
+) -> None:
+    failing_command(ZeroDivisionError("division by zero"))
+
+    result = powerview("fail")
+
+    assert result.status == 2  # never 1: that means "files rejected"
+    assert result.err.strip().splitlines() == [
+        "powerview: unexpected error: ZeroDivisionError: division by zero "
+        "(run again with --traceback for details)"
+    ]
+    assert result.out == ""
+
+
+def test_traceback_shows_every_cause_of_an_unexpected_error(
+    powerview: Run, failing_command: Callable[[BaseException], None]
+) -> None:
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except OSError as cause:
+            raise LookupError("no answer") from cause
+    except LookupError as exc:
+        failing_command(exc)
+
+    result = powerview("--traceback", "fail")
+
+    assert result.status == 2
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in result.err
+    assert "The above exception was the direct cause" in result.err
+    assert (
+        result.err.strip().splitlines()[-1].startswith("powerview: unexpected error: LookupError")
+    )
+
+
+def test_interrupted_is_status_130(
+    powerview: Run, failing_command: Callable[[BaseException], None]
+) -> None:
+    failing_command(KeyboardInterrupt())
+
+    result = powerview("fail")
+
+    assert result.status == 130
+    assert result.err.strip() == "powerview: interrupted"
+
+
+def test_a_multi_line_error_is_printed_on_one_line(
+    powerview: Run, failing_command: Callable[[BaseException], None]
+) -> None:
+    failing_command(StackError("influxd not healthy after 30 s\nlog line 1\n\nlog line 2"))
+
+    result = powerview("fail")
+
+    assert result.status == 2
+    assert result.err.strip().splitlines() == [
+        "powerview: error: influxd not healthy after 30 s | log line 1 | log line 2"
+    ]
+
+
+def test_a_corrupt_queue_is_status_2_and_one_line(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "queue.sqlite3").write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("POWERVIEW_STATE_DIR", str(state))
+
+    result = powerview("queue")
+
+    assert result.status == 2
+    assert result.err.strip().splitlines() == [
+        "powerview: queue database error: file is not a database"
+    ]
+
+
+def test_rejected_files_are_status_1_and_good_ones_0(
+    powerview: Run, samples: Path, tmp_path: Path
+) -> None:
+    good = samples / "acme" / "v002-header" / "02001315" / "T302_260909_031459_UTC.tsv"
+    bad = tmp_path / "data" / "acme" / "c1" / "02001084" / "notes.tsv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("shopping list\n")
+
+    assert powerview("ingest", "--dry-run", str(good)).status == 0
+    rejected = powerview("ingest", "--dry-run", str(bad))
+    assert rejected.status == 1, rejected.out
+    assert "not a known device export" in rejected.out
+
+
+def test_health_that_cannot_run_is_unknown_3(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
+    """A configuration error stops `health`: UNKNOWN, with the plugin status line first."""
+    monkeypatch.setenv("POWERVIEW_HEADERLESS_TIMEZONE", "Mars/Olympus")
+
+    result = powerview("health")
+
+    assert result.status == 3
+    assert result.out.startswith("POWERVIEW UNKNOWN - configuration error: ")
+    assert "POWERVIEW_HEADERLESS_TIMEZONE" in result.out
 
 
 def test_an_unknown_command_is_a_usage_error(powerview: Run) -> None:
@@ -279,3 +411,64 @@ def test_help_works_for_every_command(
     assert result.out.startswith(f"Usage: {' '.join(('powerview', *command))} ")
     assert "--help" in result.out
     assert not Path(".powerview").exists()  # help starts and creates nothing
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "Europe/Pariss"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "2021-01-01 midnight"),
+    ],
+)
+def test_ingest_with_a_bad_setting_is_status_2_one_line_and_moves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    powerview: Run,
+    samples: Path,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    """Once found mid-run with a traceback; now refused when the settings load."""
+    device = tmp_path / "data" / "acme" / "c1" / "02001315"
+    device.mkdir(parents=True)
+    sample = samples / "acme" / "v002-header" / "02001315" / "T302_260909_031459_UTC.tsv"
+    (device / sample.name).write_bytes(sample.read_bytes())
+    (device / "headerless.tsv").write_text("2026-09-09 03:14:59\t1.0\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("POWERVIEW_DATA_ROOT", str(tmp_path / "data"))
+
+    result = powerview("ingest", str(tmp_path / "data"))
+
+    assert result.status == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(f"powerview: configuration error: {variable}: {value!r} is not")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_unreachable_influxdb_is_one_readable_line_and_traceback_shows_the_cause(
+    monkeypatch: pytest.MonkeyPatch, powerview: Run
+) -> None:
+    from powerview.stack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("INFLUXDB_URL", url)
+    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("POWERVIEW_INFLUXDB_RETRIES", "0")
+    expected = (
+        f"powerview: infrastructure error: InfluxDB at {url} unreachable: connection refused "
+        "(querying bucket 'acme')"
+    )
+
+    plain = powerview("summary", "acme")
+    detailed = powerview("--traceback", "summary", "acme")
+
+    assert plain.status == 2
+    assert plain.err.strip().splitlines() == [expected]
+    assert detailed.status == 2
+    assert "urllib3.exceptions.MaxRetryError" in detailed.err  # the cause, kept
+    assert "ConnectionRefusedError" in detailed.err
+    assert detailed.err.strip().splitlines()[-1] == expected

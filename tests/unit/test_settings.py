@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from powerview import settings as config
 from powerview.exceptions import ConfigError
@@ -222,6 +222,22 @@ def test_a_bad_log_level_is_a_config_error_naming_tsv_log_level(
         ("POWERVIEW_SFTP_SERVER", "vsftpd"),
         ("SFTPGO_URL", "sftpgo.example:8080"),
         ("POWERVIEW_SFTPGO_HOOK", "deploy/on-upload.sh"),
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "Mars/Olympus"),
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "Europe"),  # a folder of the tz database
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "../../etc/passwd"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "yesterday"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "2021-13-01"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "1960-01-01T00:00:00Z"),
+        ("GRAFANA_URL", "grafana.example:3000"),
+        ("GRAFANA_URL", "ftp://grafana.example"),
+        ("GRAFANA_URL", "http://grafana.example:99999"),
+        ("POWERVIEW_GRAFANA_INFLUXDB_URL", "http://"),
+        ("POWERVIEW_SCAN_INTERVAL_S", "nan"),
+        ("POWERVIEW_EXPECTED_CADENCE_H", "inf"),
+        ("POWERVIEW_SETTLE_S", "-0.5"),
+        ("POWERVIEW_METRICS_PORT", "65536"),
+        ("POWERVIEW_METRICS_ADDRESS", "0.0.0.0:9464"),
+        ("POWERVIEW_METRICS_ADDRESS", "http://localhost"),
     ],
 )
 def test_a_malformed_value_is_a_one_line_config_error_naming_the_variable(
@@ -233,9 +249,62 @@ def test_a_malformed_value_is_a_one_line_config_error_naming_the_variable(
 
     message = str(caught.value)
     assert message.startswith(f"{variable}: ")
+    assert value in message  # the bad value itself, to compare with what was meant
     assert "\n" not in message
-    assert caught.value.__cause__ is None
-    assert caught.value.__suppress_context__  # no pydantic traceback chained on
+    # The cause is kept for `--traceback`; the one-line message is all a user sees.
+    assert isinstance(caught.value.__cause__, ValidationError)
+
+
+@pytest.mark.parametrize("variable", ["POWERVIEW_ALERT_WEBHOOK_URL", "POWERVIEW_HEARTBEAT_URL"])
+def test_a_bad_secret_url_is_named_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "hooks.example/T0K3N-s3cr3t")
+    with pytest.raises(ConfigError) as caught:
+        config.load()
+
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert "s3cr3t" not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "Europe/Paris", "headerless_timezone", "Europe/Paris"),
+        ("POWERVIEW_HEADERLESS_TIMEZONE", "utc", "headerless_timezone", "UTC"),
+        ("POWERVIEW_HEADERLESS_TIMEZONE", " America/New_York ", "headerless_timezone",
+         "America/New_York"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "2022-06-01", "earliest_valid_time", "2022-06-01"),
+        ("POWERVIEW_EARLIEST_VALID_TIME", "2022-06-01T00:00:00+02:00", "earliest_valid_time",
+         "2022-06-01T00:00:00+02:00"),
+        ("GRAFANA_URL", "https://grafana.example/sub/", "grafana_url",
+         "https://grafana.example/sub/"),
+        ("GRAFANA_URL", "", "grafana_url", None),  # empty: unset, as before
+        ("POWERVIEW_METRICS_ADDRESS", "192.0.2.7", "metrics_address", "192.0.2.7"),
+        ("POWERVIEW_METRICS_ADDRESS", "metrics.local", "metrics_address", "metrics.local"),
+        ("POWERVIEW_METRICS_ADDRESS", "[::1]", "metrics_address", "::1"),
+        ("POWERVIEW_GRAFANA_INFLUXDB_URL", "http://[::1]:8086", "grafana_influxdb_url",
+         "http://[::1]:8086"),
+    ],
+)  # fmt: skip
+def test_good_values_are_accepted_and_normalised(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: object
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(config.load(), field) == expected
+
+
+def test_a_secret_url_is_kept_secret_and_an_empty_one_is_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POWERVIEW_ALERT_WEBHOOK_URL", "https://ntfy.example/topic-s3cr3t")
+    monkeypatch.setenv("POWERVIEW_HEARTBEAT_URL", "")
+    settings = config.load()
+
+    assert settings.alert_webhook_url is not None
+    assert settings.alert_webhook_url.get_secret_value() == "https://ntfy.example/topic-s3cr3t"
+    assert settings.heartbeat_url is None
 
 
 def test_a_malformed_value_in_the_env_file_names_the_variable() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerview.exceptions import InfrastructureError, NameRuleError
+from powerview.exceptions import InfluxRequestError, InfrastructureError, NameRuleError
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
@@ -192,7 +192,7 @@ def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[
     """The worker's provisioning job for a new `<company>/<campaign>` folder."""
     try:
         outcome = create_tenant(settings, company, (campaign,), manage_sftp=False)
-    except InfrastructureError as exc:
+    except (InfrastructureError, InfluxRequestError) as exc:
         return {"outcome": "retry", "error": str(exc)}
     except NameRuleError as exc:  # a reserved name: no retry will change that
         return {"outcome": "done", "status": "refused", "error": str(exc)}

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
-from powerview.exceptions import InfrastructureError, PowerViewError
+from powerview.exceptions import GrafanaError, GrafanaUnavailableError
 from powerview.layout import check_name
 from powerview.provision.dashboard import build_dashboard, flat_uid, legacy_dashboard_uid
 from powerview.provision.grafana_ensure import Change, Ensurer, View, flux_datasource
@@ -37,10 +37,6 @@ TEAM_MODE_WARNING = (
     "tenancy 'team' on Grafana OSS: every user of the organization can query every "
     "datasource in it; companies are isolated at folder level only"
 )
-
-
-class GrafanaError(PowerViewError):
-    """Grafana refused a provisioning step; the message names the step."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +110,11 @@ def grafana_step(step: str) -> Iterator[None]:
     try:
         yield
     except GrafanaClientError as exc:
-        raise GrafanaError(f"{step}: Grafana answered {exc.status_code}: {exc.message}") from None
+        raise GrafanaError(f"{step}: Grafana answered {exc.status_code}: {exc.message}") from exc
     except GrafanaException as exc:
-        raise InfrastructureError(f"{step}: {exc}") from None
+        raise GrafanaUnavailableError(f"{step}: {exc}") from exc
     except OSError as exc:
-        raise InfrastructureError(f"{step}: Grafana unreachable ({exc})") from None
+        raise GrafanaUnavailableError(f"{step}: Grafana unreachable ({exc})") from exc
 
 
 class GrafanaTenant:

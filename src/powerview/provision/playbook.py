@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from powerview.exceptions import PowerViewError
+from powerview.exceptions import PlaybookError
 
 AUTOMATION_DIR = Path(__file__).resolve().parents[3] / "grafana-automation"
 CREATE = "create_grafana_resources.yml"
 DELETE = "delete_grafana_resources.yml"
-
-
-class PlaybookError(PowerViewError):
-    """A playbook failed; the message names the task and its error."""
 
 
 @dataclass
@@ -96,11 +92,11 @@ def run_playbook(
 def _read_output(playbook: str, completed: subprocess.CompletedProcess[str]) -> PlaybookResult:
     try:
         report = json.loads(completed.stdout[completed.stdout.index("{") :])
-    except ValueError:
+    except ValueError as exc:
         detail = (completed.stderr or completed.stdout).strip().splitlines()[-5:]
         raise PlaybookError(
             f"{playbook} exited {completed.returncode}: " + " | ".join(detail)
-        ) from None
+        ) from exc
     result = PlaybookResult()
     for play in report.get("plays", []):
         for task in play.get("tasks", []):

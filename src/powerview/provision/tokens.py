@@ -15,7 +15,7 @@ from pathlib import Path
 from influxdb_client import Authorization, Bucket, InfluxDBClient, Permission, PermissionResource
 from influxdb_client.rest import ApiException
 
-from powerview.exceptions import InfluxWriteError
+from powerview.exceptions import InfluxRequestError
 from powerview.influx import map_influx_errors
 from powerview.layout import check_name
 from powerview.private_files import write_private
@@ -43,7 +43,7 @@ def org_id(client: InfluxDBClient, org: str) -> str:
     with map_influx_errors(f"looking up org {org!r}"):
         found = client.organizations_api().find_organizations(org=org)
     if not found:
-        raise InfluxWriteError(f"InfluxDB has no organization {org!r}")
+        raise InfluxRequestError(f"InfluxDB has no organization {org!r}")
     return str(found[0].id)
 
 
