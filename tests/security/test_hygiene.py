@@ -191,7 +191,10 @@ def test_hostile_labels_and_names_are_printed_as_plain_visible_text(
     sftp = connect(company)
     for folder in ("c1", "c1/02001084"):
         sftp.mkdir(f"{company.home}/{folder}")
-    sftp.put(f"{company.home}/c1/02001084/T302_\x1b[2J_[bold]x.tsv", hostile)
+    # A name with an escape sequence is set aside for its name (its content is good);
+    # a label with Rich markup is rejected for its content, under a name with markup.
+    sftp.put(f"{company.home}/c1/02001084/T302_\x1b[2J_x.tsv", good)
+    sftp.put(f"{company.home}/c1/02001084/T302_[bold]x.tsv", hostile)
     sftp.put(f"{company.home}/c1/02001084/ok_:smile:.tsv", good)
     set_env(
         monkeypatch,
@@ -210,15 +213,16 @@ def test_hostile_labels_and_names_are_printed_as_plain_visible_text(
         bucket = influx_client.buckets_api().find_bucket_by_name(company.name)
         if bucket is not None:
             influx_client.buckets_api().delete_bucket(bucket)
-    assert result.status == 1, result  # one file rejected, the other ingested
+    assert result.status == 1, result  # two files rejected, the other ingested
     printed = result.out + result.err
     assert "\x1b" not in printed
-    assert "T302_\\x1b[2J_[bold]x.tsv" in printed
+    assert "T302_\\x1b[2J_x.tsv" in printed
+    assert "T302_[bold]x.tsv" in printed
     assert "'[/x]'" in printed
     assert "1 ingested" in result.out
-    assert "1 rejected" in result.out
-    rejected = company.folder / "c1/02001084/error/T302_\x1b[2J_[bold]x.tsv"
-    assert rejected.read_bytes() == hostile
+    assert "2 rejected" in result.out
+    assert (company.folder / "c1/02001084/error/T302_\x1b[2J_x.tsv").read_bytes() == good
+    assert (company.folder / "c1/02001084/error/T302_[bold]x.tsv").read_bytes() == hostile
     assert (company.folder / "c1/02001084/parsed/ok_:smile:.tsv").is_file()
 
 
