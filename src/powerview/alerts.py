@@ -149,7 +149,7 @@ def plan(
         for problem in check.problem_list():
             key = problem_key(check.name, problem.subject)
             old = state.get(key)
-            entry = {
+            entry: dict[str, Any] = {
                 "check": check.name,
                 "subject": problem.subject,
                 "status": problem.status.label,
@@ -177,7 +177,9 @@ def plan(
                 )
             kept[key] = entry
     order = {check.name: index for index, check in enumerate(report.checks)}
-    ranked = sorted(state.items(), key=lambda item: (order.get(item[1].get("check"), 99), item[0]))
+    ranked = sorted(
+        state.items(), key=lambda item: (order.get(str(item[1].get("check")), 99), item[0])
+    )
     for key, old in ranked:
         if key in kept:
             continue
@@ -283,7 +285,7 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
     request; a redirect elsewhere is answered as the 3xx it is, never followed.
     """
 
-    def redirect_request(  # type: ignore[override]
+    def redirect_request(
         self,
         req: urllib.request.Request,
         fp: Any,

@@ -21,6 +21,7 @@ from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError
 from powerview.exit_status import ExitStatus, describe
 from powerview.plain_text import PlainConsole, VisibleFormatter
+from powerview.upload_file import OUTCOME_DIRS
 
 if TYPE_CHECKING:
     from powerview.influx import InfluxTarget
@@ -308,7 +309,7 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
 
     settings = _settings()
     folder = file.resolve().parent
-    if folder.name in layout.OUTCOME_DIRS:  # already moved to parsed/ or error/
+    if folder.name in OUTCOME_DIRS:  # already moved to parsed/ or error/
         folder = folder.parent
     campaign = layout.check_name("campaign", campaign or folder.parent.name)
     try:
@@ -840,7 +841,8 @@ def tenant_list(json_output: bool) -> ExitStatus:
         if sftp_users is not None:
             cells.append(row["sftpgo_user"])
             cells.append(str(row.get("sftpgo_keys", "")))
-            cells.append({True: "set", False: "none"}.get(row.get("sftpgo_password"), ""))
+            password = row.get("sftpgo_password")
+            cells.append("" if password is None else "set" if password else "none")
         table.add_row(*cells)
     out.print(table)
     return ExitStatus.OK

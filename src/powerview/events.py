@@ -27,6 +27,7 @@ from inotify_simple import flags as F
 from powerview import layout
 from powerview.exceptions import NameRuleError
 from powerview.queue import JobKind, JobQueue
+from powerview.upload_file import OUTCOME_DIRS
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def scan(
     now = time.time()
     root = Path(os.path.realpath(data_root))
     for folder, dirs, files in os.walk(root if top is None else os.path.realpath(top)):
-        dirs[:] = sorted(d for d in dirs if d not in layout.OUTCOME_DIRS and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if d not in OUTCOME_DIRS and not d.startswith("."))
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
         if depth == 2:
@@ -262,7 +263,7 @@ class TreeWatcher:
                         Path(e.path)
                         for e in entries
                         if e.is_dir(follow_symlinks=False)
-                        and e.name not in layout.OUTCOME_DIRS
+                        and e.name not in OUTCOME_DIRS
                         and not e.name.startswith(".")
                     ]
             except (FileNotFoundError, NotADirectoryError):
@@ -293,7 +294,7 @@ class TreeWatcher:
             return
         path = folder / event.name
         if mask & F.ISDIR:
-            if mask & (F.CREATE | F.MOVED_TO) and event.name not in layout.OUTCOME_DIRS:
+            if mask & (F.CREATE | F.MOVED_TO) and event.name not in OUTCOME_DIRS:
                 self._watch_tree(path)
                 self._on_decision(decide_path("dir", str(path), self.root))
                 scan(self.root, self._on_decision, top=path)  # landed before the watch

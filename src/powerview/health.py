@@ -207,6 +207,7 @@ def run_checks(settings: Settings, now: float | None = None) -> HealthReport:
         influx = _guarded("influxdb", lambda: check_influxdb(settings, target))
         report.checks.append(influx)
         queue_path = settings.state_dir / QUEUE_FILE
+        beats: dict[str, dict[str, Any]] | Exception | None
         try:
             beats = _heartbeats(queue_path)
         except Exception as exc:  # a locked or damaged queue file: said by each check

@@ -128,7 +128,7 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
     """The candidate files named by `paths` (files, or folders searched deeply), sorted."""
     for path in paths:
         if path.is_dir():
-            found = []
+            found: list[Path] = []
             for folder, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in OUTCOME_DIRS and not d.startswith("."))
                 found.extend(Path(folder) / f for f in files)

@@ -28,7 +28,7 @@ from powerview.formats.base import (
 from powerview.formats.lines import BoundedLines
 
 FORMATS: dict[str, DeviceFormat] = {
-    mv.name: mv,  # type: ignore[dict-item]  # a module satisfies the protocol
+    mv.name: mv,  # a module satisfies the protocol
 }
 
 _HEAD_BYTES = 8192

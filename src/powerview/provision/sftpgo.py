@@ -33,9 +33,10 @@ from urllib.parse import quote
 import httpx
 
 from powerview.exceptions import ConfigError, SftpgoError
-from powerview.layout import OUTCOME_DIRS, check_name
+from powerview.layout import check_name
 from powerview.provision.grafana_ensure import Change, View
 from powerview.settings import Settings
+from powerview.upload_file import OUTCOME_DIRS
 
 __all__ = [
     "ACTION_NAME",
