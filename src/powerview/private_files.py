@@ -52,6 +52,23 @@ def _our_groups() -> set[int]:
     return {os.getegid(), *os.getgroups()}
 
 
+def make_shared_dir(path: Path) -> None:
+    """Create the folder `path` if missing, in a shape `check_mode` accepts.
+
+    The umask decides its mode, as for the queue file; when that leaves it
+    group-writable (the hook's umask 0007) it is made setgid, the documented
+    way to share it with its group, rather than created in a shape refused next.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    if mode & stat.S_IWGRP:
+        os.chmod(path, mode | stat.S_ISGID)
+
+
 @contextlib.contextmanager
 def checked_dir(path: Path) -> Iterator[int]:
     """A descriptor of the folder `path` (created 0700 if missing), checked safe."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from powerview.private_files import check_state_dir
+from powerview.private_files import check_state_dir, make_shared_dir
 from powerview.processes import pid_alive
 
 JobKind = Literal["ingest", "provision"]
@@ -182,7 +182,7 @@ class JobQueue:
     """The queue in `<state_dir>/queue.sqlite3`; safe across processes."""
 
     def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_shared_dir(path.parent)
         # SQLite creates a new database 0644 whatever the umask (its -wal and -shm
         # files copy that mode): create it here so the umask decides, and the SFTPGo
         # hook's user and the worker's can share the queue (umask 0007, one group).

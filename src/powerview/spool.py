@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from powerview.exceptions import SpoolError
+from powerview.private_files import make_shared_dir
 from powerview.queue import JobKind, JobQueue
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def spool_event(
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex}"
     temp = folder / f"{TEMP_PREFIX}{name}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_shared_dir(folder)
         # 0o666 and the umask decide, as for the queue file: the hook's user and
         # the worker's share the state folder through their group.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)

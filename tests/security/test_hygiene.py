@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 import uuid
 from collections.abc import Callable, Iterator
@@ -169,6 +170,25 @@ def test_a_state_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
     with pytest.raises(private_files.UnsafeDirError, match="link"):
         private_files.write_private(tmp_path / "state" / "stack.env", "x=1\n")
     assert list(real.iterdir()) == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o007, 0o2770), (0o077, 0o700), (0o022, 0o755)])
+def test_a_state_folder_powerview_creates_is_one_it_accepts(
+    tmp_path: Path, umask: int, mode: int
+) -> None:
+    """The hook (umask 0007) may be first to make the state folder: shared, so setgid."""
+    state = tmp_path / "state"
+    old = os.umask(umask)
+    try:
+        private_files.make_shared_dir(state)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(state.stat().st_mode) == mode
+    assert private_files.check_state_dir(state) == state
+    state.chmod(0o770)  # an existing folder is the operator's: left as it is, and refused
+    private_files.make_shared_dir(state)
+    with pytest.raises(private_files.UnsafeDirError, match="group-writable"):
+        private_files.check_state_dir(state)
 
 
 # -- output hygiene ----------------------------------------------------------------------
