@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from powerview.formats import Column, Header, ParseOptions, open_device_file
-from powerview.schema import DEVICE, MEASUREMENT, series_for
+from powerview.formats import FORMATS, Column, Header, ParseOptions, open_device_file
+from powerview.schema import MEASUREMENT, series_for
 
 MASTER = "02001171"
 SLAVE_A = "04000466"
@@ -42,7 +42,7 @@ def make_header(columns: list[tuple[str, str]], phase: str, master: str = MASTER
 
 def test_constants() -> None:
     assert MEASUREMENT == "electrical"
-    assert DEVICE == "MV2"
+    assert FORMATS["mv"].device == "MV2"
 
 
 def test_three_phase_master_then_slaves() -> None:
