@@ -619,6 +619,12 @@ def test_a_block_file_is_mv_only_when_its_tag_is() -> None:
         detect(head)
 
 
+def test_a_block_file_without_a_tag_where_tags_stand_is_not_a_device_export() -> None:
+    head, _ = head_of(block_head("hello"))
+    with pytest.raises(FormatError, match=r"not a known device export .first line: 'START_HEADER'"):
+        detect(head)
+
+
 def test_a_plain_file_with_a_tag_shaped_unknown_tag_is_named_by_its_tag() -> None:
     head, _ = head_of(HEAD.replace("MV_T302_V002", "MV_T999_V001"))
     with pytest.raises(FormatError, match="unknown format tag 'MV_T999_V001'"):

@@ -29,7 +29,6 @@ from powerview.formats.base import (
     ParseOptions,
     RowBatch,
 )
-from powerview.formats.block import is_block_start
 from powerview.formats.head import TAG_SHAPE, PeekedLines, model_tag
 from powerview.formats.lines import BoundedLines
 from powerview.formats.mv import MVFormat
@@ -77,8 +76,8 @@ __all__ = [
 def detect(head: PeekedLines, formats: Mapping[str, DeviceFormat] = FORMATS) -> DeviceFormat:
     """The format whose sniff accepts `head`, or a FormatError saying why none did.
 
-    A device export with a tag no format reads is named by its tag: a block
-    file (whatever its tag), or a plain file whose tag has the tag's shape.
+    A device export with a tag no format reads is named by its tag, when the
+    field where tags stand (formats/head.py) has the shape of one.
     """
     for fmt in formats.values():
         if fmt.sniff(head):
@@ -87,7 +86,7 @@ def detect(head: PeekedLines, formats: Mapping[str, DeviceFormat] = FORMATS) -> 
     if first is None:
         raise FormatError("empty file")
     tag = model_tag(head)
-    if tag is not None and (is_block_start(first) or TAG_SHAPE.fullmatch(tag)):
+    if tag is not None and TAG_SHAPE.fullmatch(tag):
         raise _unknown_tag(tag, formats)
     raise FormatError(f"not a known device export (first line: {first[:60]!r})")
 
