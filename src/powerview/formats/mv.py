@@ -146,7 +146,8 @@ class MVFile:
             serial_line = self._next_line()
         else:
             serial_line = first
-        # Counted before the label line is read and before anything is split.
+        # Counted before anything is split (the sniff read the label line, within the
+        # header budget, but split off its tag only).
         width = serial_line.count("\t") if serial_line is not None else 0
         if width > self._options.max_columns:
             raise FormatError(
