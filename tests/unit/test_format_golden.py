@@ -1,6 +1,7 @@
-"""Golden cases, one folder each under testdata/formats/ (as Telegraf's parser tests).
+"""Golden cases, one folder each under testdata/formats/<format>/ (as Telegraf's parser tests).
 
-Each `<case>/` holds `input.tsv` and either
+`<format>` is a name in `FORMATS`, or `none` for files no format reads. Each
+`<case>/` holds `input.tsv` and either
 - `expected.lp`: the exact line protocol `powerview parse` prints for it (campaign
   `c1`, default ParseOptions), plus `expected.counts.json`: the non-zero ParseCounts;
 - or `expected.err`: a substring of the FormatError message.
@@ -17,35 +18,49 @@ from pathlib import Path
 import pytest
 
 from powerview.exceptions import FormatError
-from powerview.formats import ParseOptions, open_device_file
+from powerview.formats import FORMATS, ParseOptions, open_device_file
 from powerview.lineprotocol import BatchEncoder
 from powerview.schema import series_for
 
 TESTDATA = Path(__file__).parent / "testdata" / "formats"
-CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
+NO_FORMAT = "none"
+CASES = sorted(case for group in TESTDATA.iterdir() if group.is_dir() for case in group.iterdir())
 
 
-def parse_to_lp(path: Path) -> tuple[str, dict[str, int], int]:
-    """What `powerview parse --to lp` does: the text, the non-zero counts, the points."""
+def case_id(case: Path) -> str:
+    return f"{case.parent.name}/{case.name}"
+
+
+def parse_to_lp(path: Path) -> tuple[str, dict[str, int], int, str]:
+    """What `powerview parse --to lp` does: the text, the non-zero counts, the points,
+    and the model tag of the file read."""
     with open_device_file(path, ParseOptions()) as device_file:
         encoder = BatchEncoder(series_for(device_file.header, "c1"))
         text = "".join(encoder.encode(batch) for batch in device_file.batches())
     counts = {key: value for key, value in device_file.counts.as_dict().items() if value}
-    return text, counts, encoder.points
+    return text, counts, encoder.points, device_file.header.model_tag
+
+
+def test_cases_are_grouped_by_a_registered_format() -> None:
+    groups = {p.name for p in TESTDATA.iterdir() if p.is_dir()}
+    assert groups == set(FORMATS) | {NO_FORMAT}  # every format has its cases
+    assert len(CASES) >= 16
+    for case in CASES:
+        assert case.is_dir(), case_id(case)
 
 
 def test_every_case_has_one_expectation() -> None:
-    assert len(CASES) >= 15
     for case in CASES:
-        assert (case / "input.tsv").is_file(), case.name
+        assert (case / "input.tsv").is_file(), case_id(case)
         has_lp = (case / "expected.lp").is_file()
         has_err = (case / "expected.err").is_file()
-        assert has_lp != has_err, f"{case.name}: needs expected.lp or expected.err, not both"
+        assert has_lp != has_err, f"{case_id(case)}: needs expected.lp or expected.err, not both"
         if has_lp:
-            assert (case / "expected.counts.json").is_file(), case.name
+            assert case.parent.name != NO_FORMAT, f"{case_id(case)}: no format, no output"
+            assert (case / "expected.counts.json").is_file(), case_id(case)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_golden(case: Path) -> None:
     source = case / "input.tsv"
     if (case / "expected.err").is_file():
@@ -55,15 +70,16 @@ def test_golden(case: Path) -> None:
             parse_to_lp(source)
         assert expected_error in str(raised.value)
         return
-    text, counts, points = parse_to_lp(source)
+    text, counts, points, tag = parse_to_lp(source)
+    assert tag in FORMATS[case.parent.name].model_tags  # read by the format it is filed under
     assert text == (case / "expected.lp").read_text()
     assert counts == json.loads((case / "expected.counts.json").read_text())
     assert points == text.count("\n")
 
 
 def test_crlf_and_bom_give_the_same_output_as_lf() -> None:
-    crlf = TESTDATA / "crlf_bom" / "input.tsv"
-    lf = TESTDATA / "v003_block_mono" / "input.tsv"
+    crlf = TESTDATA / "mv" / "crlf_bom" / "input.tsv"
+    lf = TESTDATA / "mv" / "v003_block_mono" / "input.tsv"
     assert crlf.read_bytes().startswith(b"\xef\xbb\xbfSTART_HEADER\r\n")
     assert crlf.read_bytes() == b"\xef\xbb\xbf" + lf.read_bytes().replace(b"\n", b"\r\n")
     assert parse_to_lp(crlf) == parse_to_lp(lf)

@@ -16,9 +16,11 @@ import pytest
 from powerview.exceptions import FormatError, IncompleteFileError
 from powerview.formats import (
     FORMATS,
+    BoundedLines,
     Header,
     ParseCounts,
     ParseOptions,
+    PeekedLines,
     detect,
     open_device_file,
     open_stream,
@@ -580,11 +582,85 @@ def test_bad_headers_are_format_errors(tmp_path: Path, text: str, message: str) 
         parse(tmp_path, text)
 
 
+def head_of(text: str) -> tuple[PeekedLines, BoundedLines]:
+    """The head detect() sniffs, and the bounded reader under it (to see how far it read)."""
+    lines = BoundedLines(io.StringIO(text), ParseOptions())
+    return PeekedLines(lines), lines
+
+
+def block_head(tag: str, json_lines: str = "{}\n") -> str:
+    return f"START_HEADER\n{json_lines}END_HEADER\nSTART_DATA\n{MASTER}\t{MASTER}\n{tag}\tPh 1 V\n"
+
+
 def test_detect_names_the_first_line_of_an_unknown_file() -> None:
-    assert detect([HEAD.splitlines()[0], HEAD.splitlines()[1]]) is FORMATS["mv"]
-    assert detect(["START_HEADER"]) is FORMATS["mv"]
-    with pytest.raises(FormatError, match="time,value"):
-        detect(["time,value", "1,2"])
+    head, _ = head_of("time,value\n1,2\n")
+    with pytest.raises(FormatError, match=r"not a known device export .first line: 'time,value'"):
+        detect(head)
+
+
+def test_detect_reads_a_plain_file_up_to_its_tag_line_only() -> None:
+    head, lines = head_of(HEAD + ROW0 + ROW1)
+    assert detect(head) is FORMATS["mv"]
+    assert lines.line_number == 2  # no data row was read to sniff
+
+
+@pytest.mark.parametrize("json_lines", ["{}\n", '{\n"FileVersion": 3,\n"MasterType": "Tri"\n}\n'])
+def test_detect_finds_the_tag_inside_a_block(json_lines: str) -> None:
+    head, lines = head_of(block_head("MV_T302_V003", json_lines) + ROW0 + "END_DATA\n")
+    assert detect(head) is FORMATS["mv"]
+    assert lines.line_number == json_lines.count("\n") + 5  # through the label line
+
+
+def test_a_block_file_is_mv_only_when_its_tag_is() -> None:
+    # Before: any file starting with START_HEADER was taken for MV.
+    head, _ = head_of(block_head("XY_T100_V001"))
+    assert FORMATS["mv"].sniff(head) is False
+    with pytest.raises(FormatError, match="unknown format tag 'XY_T100_V001' \\(known: MV_"):
+        detect(head)
+
+
+def test_a_block_file_without_a_tag_where_tags_stand_is_not_a_device_export() -> None:
+    head, _ = head_of(block_head("hello"))
+    with pytest.raises(FormatError, match=r"not a known device export .first line: 'START_HEADER'"):
+        detect(head)
+
+
+def test_a_plain_file_with_a_tag_shaped_unknown_tag_is_named_by_its_tag() -> None:
+    head, _ = head_of(HEAD.replace("MV_T302_V002", "MV_T999_V001"))
+    with pytest.raises(FormatError, match="unknown format tag 'MV_T999_V001'"):
+        detect(head)
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("START_HEADER\n", IncompleteFileError, "START_HEADER without END_HEADER"),
+        ('START_HEADER\n{"FileVersion": 3,\n', IncompleteFileError, "without END_HEADER"),
+        ("START_HEADER\n" + "{}\n" * 101, FormatError, "in the first 100 lines"),
+        ("START_HEADER\n{}\nEND_HEADER\nhello\n", FormatError, "not followed by START_DATA"),
+        ("START_HEADER\n{}\nEND_HEADER\nSTART_DATA\n", FormatError, "cut short"),
+    ],
+)
+def test_a_block_broken_before_its_tag_gets_the_block_error(
+    text: str, error: type[FormatError], message: str
+) -> None:
+    # A block cut before its tag is still an upload in progress, not an unknown file.
+    head, _ = head_of(text)
+    with pytest.raises(error, match=message) as raised:
+        detect(head)
+    assert type(raised.value) is error
+
+
+def test_the_sniffed_lines_are_counted_once_against_the_header_budget() -> None:
+    row = "20/01/26 00:00:00\t230.1\n"
+    text = block_head("MV_T302_V003") + row + "END_DATA\n"
+    header_bytes = len(text) - len(row) - len("END_DATA\n")
+    options = ParseOptions(max_header_bytes=header_bytes)
+    device_file = open_stream(io.StringIO(text), options)
+    assert device_file.header.model_tag == "MV_T302_V003"
+    assert [len(batch.epochs) for batch in device_file.batches()] == [1]
+    with pytest.raises(FormatError, match="POWERVIEW_MAX_HEADER_BYTES"):
+        open_stream(io.StringIO(text), ParseOptions(max_header_bytes=header_bytes - 1))
 
 
 def test_headers_only_parses_to_no_batches(tmp_path: Path) -> None:

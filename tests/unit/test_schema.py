@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from powerview.formats import Column, Header, ParseOptions, open_device_file
-from powerview.schema import DEVICE, MEASUREMENT, series_for
+import pytest
+
+from powerview.exceptions import FormatError
+from powerview.formats import (
+    FORMATS,
+    Channel,
+    Column,
+    Head,
+    Header,
+    LineSource,
+    ParseCounts,
+    ParseOptions,
+    RowBatch,
+    format_for_tag,
+    open_device_file,
+    registry,
+)
+from powerview.formats.block import is_block_start, read_header_lines
+from powerview.lineprotocol import BatchEncoder
+from powerview.schema import MEASUREMENT, series_for
 
 MASTER = "02001171"
 SLAVE_A = "04000466"
@@ -42,7 +61,7 @@ def make_header(columns: list[tuple[str, str]], phase: str, master: str = MASTER
 
 def test_constants() -> None:
     assert MEASUREMENT == "electrical"
-    assert DEVICE == "MV2"
+    assert FORMATS["mv"].device == "MV2"
 
 
 def test_three_phase_master_then_slaves() -> None:
@@ -220,3 +239,114 @@ def test_v003_mono_sample(samples: Path) -> None:
         assert set(s.tags) == TAG_KEYS_MASTER  # nothing about the file itself
         assert s.tags["device_subtype"] == "mono"
         assert s.tags["device_sn"] == s.tags["device_master_sn"] == "02001311"
+
+
+# -- a second device family ----------------------------------------------------
+# A made-up family, defined here and registered in a copy of the registry only:
+# a block file whose data part starts with `XY_T100_V001<TAB><serial>`, then rows
+# of `<epoch seconds><TAB><x><TAB><y>`. Nothing in schema.py knows of it.
+
+XY_TAG = "XY_T100_V001"
+XY_SERIAL = "07000001"
+XY_FILE = (
+    'START_HEADER\n{"FileVersion": 1}\nEND_HEADER\nSTART_DATA\n'
+    f"{XY_TAG}\t{XY_SERIAL}\n1768867200\t1.5\t2.5\n1768867260\t-3\t4.25\nEND_DATA\n"
+)
+
+
+class XYFile:
+    def __init__(self, stream: LineSource) -> None:
+        self.counts = ParseCounts()
+        self.warnings: list[str] = []
+        self._stream = stream
+        assert is_block_start(self._line() or "")
+        read_header_lines(self._line)
+        tag, serial = (self._line() or "").split("\t")
+        columns = (Column(1, serial, "X", "m"), Column(2, serial, "Y", "m"))
+        # `phase` is an MV notion; this family's channels() give no subtype.
+        self.header = Header(tag, "block", serial, "mono", columns)
+
+    def _line(self) -> str | None:
+        line = self._stream.readline()
+        return line.rstrip("\n") if line else None
+
+    def batches(self, batch_rows: int | None = None) -> Iterator[RowBatch]:
+        epochs: list[int] = []
+        values: list[str | None] = []
+        for line in self._stream:
+            if line.strip() == "END_DATA":
+                break
+            epoch, x, y = line.rstrip("\n").split("\t")
+            epochs.append(int(epoch))
+            values += [x, y]
+            self.counts.nb_rows += 1
+            self.counts.nb_valid_rows += 1
+        yield RowBatch(epochs, values, 2, clean=True)
+
+
+class XYFormat:
+    name = "xy"
+    device = "XY1"
+    model_tags = frozenset({XY_TAG})
+
+    def sniff(self, head: Head) -> bool:
+        first = head.line(0)
+        if first is None or not is_block_start(first):
+            return False
+        for index in range(1, 10):
+            if head.line(index) == "START_DATA":
+                tag_line = head.line(index + 1) or ""
+                return tag_line.split("\t", 1)[0] == XY_TAG
+        return False
+
+    def open(self, stream: LineSource, options: ParseOptions, tail: str | None = None) -> XYFile:
+        return XYFile(stream)
+
+    def channels(self, header: Header) -> tuple[Channel, ...]:
+        return tuple(Channel(column.name, "master") for column in header.columns)
+
+
+def test_a_second_family_needs_no_change_in_the_schema(tmp_path: Path) -> None:
+    formats = registry(*FORMATS.values(), XYFormat())  # MV first: it must not claim the file
+    assert "xy" not in FORMATS
+    path = tmp_path / "xy.tsv"
+    path.write_text(XY_FILE)
+    with open_device_file(path, ParseOptions(), formats) as device_file:
+        family = format_for_tag(device_file.header.model_tag, formats)
+        assert family is formats["xy"]
+        series = series_for(device_file.header, "c1", family)
+        encoder = BatchEncoder(series)
+        text = "".join(encoder.encode(batch) for batch in device_file.batches())
+    tags = "campaign=c1,channel_id=M07000001_{0},channel_label={0},channel_name={0},"
+    tags += "channel_unit=m,device=XY1,device_master_sn=07000001,device_sn=07000001"
+    tags += ",device_type=master"
+    x, y = tags.format("X"), tags.format("Y")
+    assert text == (
+        f"electrical,{x} M07000001_X_m=1.5 1768867200\n"
+        f"electrical,{y} M07000001_Y_m=2.5 1768867200\n"
+        f"electrical,{x} M07000001_X_m=-3 1768867260\n"
+        f"electrical,{y} M07000001_Y_m=4.25 1768867260\n"
+    )
+    assert [s.tags.get("device_subtype") for s in series] == [None, None]
+
+
+def test_the_second_family_is_unknown_to_the_real_registry(tmp_path: Path) -> None:
+    # The block layout alone does not make a file MV's: its tag must be an MV tag.
+    path = tmp_path / "xy.tsv"
+    path.write_text(XY_FILE)
+    with (
+        pytest.raises(FormatError, match="not a known device export"),
+        open_device_file(path, ParseOptions()),
+    ):
+        pass
+
+
+def test_mv_files_read_the_same_through_a_registry_with_another_family(samples: Path) -> None:
+    formats = registry(XYFormat(), *FORMATS.values())  # XY first: it must not claim MV files
+    path = samples / "acme/v003-mono/02001311/T302_260122_162658_UTC.tsv"
+    outputs = []
+    for registered in (FORMATS, formats):
+        with open_device_file(path, ParseOptions(), registered) as device_file:
+            encoder = BatchEncoder(series_for(device_file.header, "c1"))
+            outputs.append("".join(encoder.encode(b) for b in device_file.batches()))
+    assert outputs[0] == outputs[1] != ""

@@ -1,35 +1,52 @@
-"""Device file formats: one module per family, registered in `FORMATS`.
+"""Device file formats: one `DeviceFormat` object per family, registered in `FORMATS`.
 
-A format module has a `name`, a `sniff(first_lines)` that recognises its files
-and an `open(stream, options, tail)` that reads the header and returns a
-`DeviceFile` whose `batches()` streams the rows. Adding a family is one module
-plus one line below, plus its tests.
+A format has a `name`, the `device` tag value and `model_tags` it reads, a
+`sniff(head)` that recognises its files by their first lines, an
+`open(stream, options, tail)` that reads the header and returns a `DeviceFile`
+whose `batches()` streams the rows, and `channels(header)` labelling the
+columns for the schema. Adding a family is one module plus one line in
+`FORMATS`, plus its tests and golden cases (tests/unit/testdata/formats/<name>/).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from powerview.exceptions import FormatError
-from powerview.formats import mv
 from powerview.formats.base import (
+    Channel,
     Column,
     DeviceFile,
     DeviceFormat,
+    Head,
     Header,
+    LineSource,
     ParseCounts,
     ParseOptions,
     RowBatch,
 )
+from powerview.formats.head import TAG_SHAPE, PeekedLines, model_tag
 from powerview.formats.lines import BoundedLines
+from powerview.formats.mv import MVFormat
 
-FORMATS: dict[str, DeviceFormat] = {
-    mv.name: mv,  # a module satisfies the protocol
-}
+
+def registry(*formats: DeviceFormat) -> dict[str, DeviceFormat]:
+    """Formats by name, tried in this order; a name registered twice is a bug."""
+    result: dict[str, DeviceFormat] = {}
+    for fmt in formats:
+        if fmt.name in result:
+            raise ValueError(f"two device formats named {fmt.name!r}")
+        result[fmt.name] = fmt
+    return result
+
+
+FORMATS: dict[str, DeviceFormat] = registry(
+    MVFormat(),
+)
 
 _HEAD_BYTES = 8192
 _TAIL_BYTES = 256
@@ -37,51 +54,78 @@ _TAIL_BYTES = 256
 __all__ = [
     "FORMATS",
     "BoundedLines",
+    "Channel",
     "Column",
     "DeviceFile",
     "DeviceFormat",
+    "Head",
     "Header",
+    "LineSource",
     "ParseCounts",
     "ParseOptions",
+    "PeekedLines",
     "RowBatch",
     "detect",
+    "format_for_tag",
     "open_device_file",
     "open_stream",
+    "registry",
 ]
 
 
-def detect(first_lines: list[str]) -> DeviceFormat:
-    """The format whose sniff accepts these lines, or a FormatError saying why none did."""
-    for fmt in FORMATS.values():
-        if fmt.sniff(first_lines):
+def detect(head: PeekedLines, formats: Mapping[str, DeviceFormat] = FORMATS) -> DeviceFormat:
+    """The format whose sniff accepts `head`, or a FormatError saying why none did.
+
+    A device export with a tag no format reads is named by its tag, when the
+    field where tags stand (formats/head.py) has the shape of one.
+    """
+    for fmt in formats.values():
+        if fmt.sniff(head):
             return fmt
-    first = first_lines[0][:60] if first_lines else ""
-    raise FormatError(f"not a known device export (first line: {first!r})")
+    first = head.line(0)
+    if first is None:
+        raise FormatError("empty file")
+    tag = model_tag(head)
+    if tag is not None and TAG_SHAPE.fullmatch(tag):
+        raise _unknown_tag(tag, formats)
+    raise FormatError(f"not a known device export (first line: {first[:60]!r})")
+
+
+def format_for_tag(tag: str, formats: Mapping[str, DeviceFormat] = FORMATS) -> DeviceFormat:
+    """The format reading files with model tag `tag` (a header's `model_tag`)."""
+    for fmt in formats.values():
+        if tag in fmt.model_tags:
+            return fmt
+    raise _unknown_tag(tag, formats)
+
+
+def _unknown_tag(tag: str, formats: Mapping[str, DeviceFormat]) -> FormatError:
+    known = ", ".join(sorted(t for fmt in formats.values() for t in fmt.model_tags))
+    return FormatError(f"unknown format tag {tag!r} (known: {known})")
 
 
 def open_stream(
-    stream: TextIO | BinaryIO | BoundedLines, options: ParseOptions, tail: str | None = None
+    stream: TextIO | BinaryIO | BoundedLines,
+    options: ParseOptions,
+    tail: str | None = None,
+    formats: Mapping[str, DeviceFormat] = FORMATS,
 ) -> DeviceFile:
-    """Open a stream (binary, or text); it must support readline(limit) (not seek).
+    """Open a stream (binary, or text, or already bounded lines); it need not seek.
 
-    Every line is read within `options`' limits (see formats/lines.py).
+    Every line is read within `options`' limits (see formats/lines.py); the
+    lines the sniffers looked at are handed to the chosen format unread.
     """
-    first: list[str] = []
     lines = stream if isinstance(stream, BoundedLines) else BoundedLines(stream, options)
-    # Peek at the first lines without consuming them, for streams that cannot seek.
-    buffered = _PeekStream(lines)
-    for _ in range(2):
-        line = buffered.peek_line()
-        if line is None:
-            break
-        first.append(line.rstrip("\r\n").lstrip("\ufeff"))
-    if not first:
-        raise FormatError("empty file")
-    return detect(first).open(buffered, options, tail)  # type: ignore[arg-type]
+    head = PeekedLines(lines)
+    return detect(head, formats).open(head, options, tail)
 
 
 @contextlib.contextmanager
-def open_device_file(source: Path | BinaryIO, options: ParseOptions) -> Iterator[DeviceFile]:
+def open_device_file(
+    source: Path | BinaryIO,
+    options: ParseOptions,
+    formats: Mapping[str, DeviceFormat] = FORMATS,
+) -> Iterator[DeviceFile]:
     """Open a device file for streaming; binary content, empty and too large files fail at once.
 
     `source` is a path (operator tools) or a binary file object already opened
@@ -106,34 +150,4 @@ def open_device_file(source: Path | BinaryIO, options: ParseOptions) -> Iterator
         start = max(0, size - _TAIL_BYTES)
         tail = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
         raw.seek(0)
-        yield open_stream(raw, options, tail)
-
-
-class _PeekStream:
-    """A text stream whose first lines can be looked at before the format reads them."""
-
-    def __init__(self, stream: BoundedLines) -> None:
-        self._stream = stream
-        self._pending: list[str] = []
-        self._peeked = 0
-
-    def peek_line(self) -> str | None:
-        if self._peeked < len(self._pending):
-            line = self._pending[self._peeked]
-        else:
-            line = self._stream.readline()
-            if not line:
-                return None
-            self._pending.append(line)
-        self._peeked += 1
-        return line
-
-    def readline(self) -> str:
-        if self._pending:
-            return self._pending.pop(0)
-        return self._stream.readline()
-
-    def __iter__(self) -> Iterator[str]:
-        while self._pending:
-            yield self._pending.pop(0)
-        yield from self._stream
+        yield open_stream(raw, options, tail, formats)

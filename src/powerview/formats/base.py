@@ -1,5 +1,6 @@
-"""What every device format yields: a header describing the columns, then
-batches of rows, plus the counts of everything that was rejected on the way.
+"""What a device format is, and what it yields: a header describing the
+columns, then batches of rows, plus the counts of everything that was rejected
+on the way, and the labels the schema gives its channels.
 
 Rows come out in bounded batches so that memory does not grow with the file;
 each value is kept as its line-protocol-ready decimal text (or None when it
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, TextIO
+from typing import Any, Literal, Protocol
 
 Phase = Literal["mono", "tri"]
+Role = Literal["master", "slave"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,20 +105,62 @@ class DeviceFile(Protocol):
     def batches(self, batch_rows: int | None = None) -> Iterator[RowBatch]: ...
 
 
-class DeviceFormat(Protocol):
-    """A device file family: recognises its files and opens them."""
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """How the schema names one column: what a device family says of it (ARCHITECTURE §5).
 
-    name: str
+    `role` picks the channel id's shape: a master's `M<master>_<label>`, a
+    slave's `M<master>_S<serial>_<label>`; `subtype` is the `device_subtype`
+    tag, left out when None.
+    """
 
-    def sniff(self, first_lines: list[str]) -> bool:
-        """True when `first_lines` (BOM and line ends stripped) are this family's."""
+    label: str  # `U1`, `Ch3`
+    role: Role
+    subtype: str | None = None  # `mono`, `tri` on an MV master
+
+
+class LineSource(Protocol):
+    """Lines with their line ends: `readline()` for the header, iteration for the rows."""
+
+    def readline(self) -> str: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+
+class Head(Protocol):
+    """A file's first lines, read as far as a sniffer asks (formats/head.py)."""
+
+    def line(self, index: int) -> str | None:
+        """Line `index` (0-based), line end and BOM stripped; None past the end."""
         ...
 
-    def open(self, stream: TextIO, options: ParseOptions, tail: str | None = None) -> DeviceFile:
+
+class DeviceFormat(Protocol):
+    """A device file family: recognises its files, opens them, labels their channels.
+
+    Everything family-specific the schema needs comes from here (`device`,
+    `channels`), so a new family is a new format object, not a schema change.
+    """
+
+    name: str  # the registry key: `mv`
+    device: str  # the `device` tag value: `MV2`
+    model_tags: frozenset[str]  # the tags it reads, named when a file has another
+
+    def sniff(self, head: Head) -> bool:
+        """True when the file whose first lines are `head` is this family's."""
+        ...
+
+    def open(
+        self, stream: LineSource, options: ParseOptions, tail: str | None = None
+    ) -> DeviceFile:
         """Read the header from `stream` (raises FormatError) and prepare the rows.
 
         `tail` is the end of the file when known, so a cut file fails at once.
         """
+        ...
+
+    def channels(self, header: Header) -> tuple[Channel, ...]:
+        """One Channel per column of `header`, in column order."""
         ...
 
 

@@ -6,7 +6,13 @@
 
 `MV_T302_V003` (and `MV_T302_V002` in recent firmware) wraps this in blocks:
 START_HEADER / one JSON line / END_HEADER / START_DATA / the layout above /
-END_DATA. A block file without its final END_DATA is incomplete.
+END_DATA (formats/block.py). A block file without its final END_DATA is
+incomplete. A file is this family's when its label line is led by one of
+`MODEL_TAGS`, in either layout.
+
+Channels (ARCHITECTURE §5): on the master, three-phase → `U1..U3` then
+`Ch1..`, single-phase → `U1` then `Ch1..`; on a slave → `Ch1..` counted per
+slave. The `device` tag is `MV2`.
 
 Time: a block file with `DataTimeSettings` `UTC` is UTC; any other setting is
 local time in `TimeZoneName`, converted to UTC (a time in a DST gap is read with
@@ -26,16 +32,27 @@ import datetime as dt
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from powerview.exceptions import FormatError, IncompleteFileError
-from powerview.formats.base import Column, Header, ParseCounts, ParseOptions, Phase, RowBatch
+from powerview.formats.base import (
+    Channel,
+    Column,
+    Head,
+    Header,
+    LineSource,
+    ParseCounts,
+    ParseOptions,
+    Phase,
+    RowBatch,
+)
+from powerview.formats.block import END_DATA, ends_block, is_block_start, read_header_lines
+from powerview.formats.head import model_tag
 
-name = "mv"
 MODEL_TAGS = frozenset({"MV_T302_V002", "MV_T302_V003", "MV_T202_V002", "MV_T202_V003"})
-_TAG_SHAPE = re.compile(r"[A-Z0-9]{1,8}_[A-Z0-9]{1,8}_V\d{3}")
 _SERIAL = re.compile(r"[0-9A-Za-z]{1,32}")
 # re.ASCII: \d must not match other scripts' digits, which would reach the line protocol.
 _DECIMAL = re.compile(r"-?\d{1,15}(?:\.\d{1,15})?", re.ASCII)
@@ -46,33 +63,52 @@ _UTC_NAMES = frozenset({"utc", "gmt", "z"})
 _DST_SLOT_S = 900  # every DST change in the tz database falls on a quarter hour
 
 
-def sniff(first_lines: list[str]) -> bool:
-    """A block file, or a serial line followed by a tag-led label line."""
-    if not first_lines:
-        return False
-    if first_lines[0].strip() == "START_HEADER":
-        return True
-    if len(first_lines) < 2:
-        return False
-    tag = first_lines[1].split("\t", 1)[0].strip()
-    return "\t" in first_lines[0] and _TAG_SHAPE.fullmatch(tag) is not None
+class MVFormat:
+    """The MV family (a `DeviceFormat`): T302 and T202 meters and their slaves."""
 
+    name = "mv"
+    device = "MV2"
+    model_tags = MODEL_TAGS
 
-def open(stream: TextIO, options: ParseOptions, tail: str | None = None) -> MVFile:
-    """Read the header; `tail` (the file's last bytes) lets a cut file fail before any row."""
-    return MVFile(stream, options, tail)
+    def sniff(self, head: Head) -> bool:
+        """A plain or block file whose label line is led by an MV tag."""
+        return model_tag(head) in MODEL_TAGS
+
+    def open(self, stream: LineSource, options: ParseOptions, tail: str | None = None) -> MVFile:
+        """Read the header; `tail` (the file's last bytes) lets a cut file fail before any row."""
+        return MVFile(stream, options, tail)
+
+    def channels(self, header: Header) -> tuple[Channel, ...]:
+        """`U1..` for the master's voltages (one, three in three-phase), then `Ch1..`."""
+        master = header.master_sn
+        voltages = 3 if header.phase == "tri" else 1
+        master_seen = 0
+        per_slave: Counter[str] = Counter()
+        result = []
+        for column in header.columns:
+            if column.serial == master:
+                master_seen += 1
+                if master_seen <= voltages:
+                    label = f"U{master_seen}"
+                else:
+                    label = f"Ch{master_seen - voltages}"
+                result.append(Channel(label, "master", header.phase))
+            else:
+                per_slave[column.serial] += 1
+                result.append(Channel(f"Ch{per_slave[column.serial]}", "slave"))
+        return tuple(result)
 
 
 class MVFile:
     """One MV export: `header` on construction, then `batches()` streams the rows once."""
 
-    def __init__(self, stream: TextIO, options: ParseOptions, tail: str | None) -> None:
+    def __init__(self, stream: LineSource, options: ParseOptions, tail: str | None) -> None:
         self._stream = stream
         self._options = options
         self.counts = ParseCounts()
         self.warnings: list[str] = []
         self.header = self._read_header()
-        if self.header.layout == "block" and tail is not None and not _ends_block(tail):
+        if self.header.layout == "block" and tail is not None and not ends_block(tail):
             raise IncompleteFileError(
                 "incomplete file: no END_DATA at its end (upload still running or cut short)"
             )
@@ -103,14 +139,15 @@ class MVFile:
             raise FormatError("empty file")
         first = first.lstrip("\ufeff")
         metadata: dict[str, Any] = {}
-        layout = "plain"
-        if first.strip() == "START_HEADER":
+        layout: Literal["plain", "block"] = "plain"
+        if is_block_start(first):
             layout = "block"
             metadata = self._read_json_block()
             serial_line = self._next_line()
         else:
             serial_line = first
-        # Counted before the label line is read and before anything is split.
+        # Counted before anything is split (the sniff read the label line, within the
+        # header budget, but split off its tag only).
         width = serial_line.count("\t") if serial_line is not None else 0
         if width > self._options.max_columns:
             raise FormatError(
@@ -140,7 +177,7 @@ class MVFile:
         master_sn = serials[0]
         return Header(
             model_tag=tag,
-            layout=layout,  # type: ignore[arg-type]
+            layout=layout,
             master_sn=master_sn,
             phase=self._phase(metadata, columns, master_sn),
             columns=columns,
@@ -149,22 +186,13 @@ class MVFile:
         )
 
     def _read_json_block(self) -> dict[str, Any]:
-        parts: list[str] = []
-        while (line := self._next_line()) is not None and line.strip() != "END_HEADER":
-            parts.append(line)
-            if len(parts) > 100:
-                raise FormatError("START_HEADER without END_HEADER in the first 100 lines")
-        if line is None:
-            raise IncompleteFileError("incomplete file: START_HEADER without END_HEADER")
+        parts = read_header_lines(self._next_line)
         try:
             metadata = json.loads("\n".join(parts))
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise FormatError(f"header block is not valid JSON: {exc}") from None
         if not isinstance(metadata, dict):
             raise FormatError("header block is not a JSON object")
-        start = self._next_line()
-        if start is None or start.strip() != "START_DATA":
-            raise FormatError("END_HEADER not followed by START_DATA")
         return metadata
 
     def _phase(self, metadata: dict[str, Any], columns: tuple[Column, ...], master: str) -> Phase:
@@ -288,7 +316,7 @@ class MVFile:
         if not stripped:
             counts.nb_blank_lines += 1
             return None
-        if block and stripped == "END_DATA":
+        if block and stripped == END_DATA:
             if ended:
                 counts.nb_lines_after_end += 1
                 return None
@@ -430,11 +458,6 @@ def _column(index: int, serial: str, label: str) -> Column:
 def _reject_binary(text: str) -> None:
     if "\x00" in text or any("\udc80" <= ch <= "\udcff" for ch in text):
         raise FormatError("binary or non-UTF-8 content in the header")
-
-
-def _ends_block(tail: str) -> bool:
-    # Not only the last line: lines after END_DATA are counted and ignored, not a cut file.
-    return any(line.strip() == "END_DATA" for line in tail.splitlines())
 
 
 def _long_day(match: re.Match[str]) -> int | None:
