@@ -559,13 +559,14 @@ def token_group() -> None:
 @click.argument("company")
 def token_ensure(company: str) -> ExitStatus:
     """Create the read token if missing (or replace one whose value was lost)."""
+    from powerview.provision.downsample import SUFFIXES
     from powerview.provision.tokens import ensure_read_token
 
     settings = _settings()
     target = open_target(settings)
     try:
         state = ensure_read_token(
-            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
+            target.client, settings.influxdb_org, company, settings.state_dir / "secrets", SUFFIXES
         )
     finally:
         target.close()
@@ -627,6 +628,8 @@ def _render_tenant(outcome: Any, check: bool) -> None:
     from powerview.provision.grafana_ensure import describe_diff
 
     verb = "would change" if check else "changed"
+    for change in getattr(outcome, "downsample_changes", []):
+        out.print(f"InfluxDB {verb}: {change}", markup=False)
     if outcome.token_created:
         out.print(f"read token for bucket {outcome.company!r} created")
     for note in outcome.notes:
@@ -708,6 +711,70 @@ def tenant_list() -> ExitStatus:
         on_file = read_token(secrets, bucket.name) is not None
         table.add_row(bucket.name, "yes" if described else "no", "yes" if on_file else "no")
     out.print(table)
+    return ExitStatus.OK
+
+
+# -- downsampled history ---------------------------------------------------------
+
+
+@app.group("downsample", context_settings=CONTEXT)
+def downsample_group() -> None:
+    """A company's 1h, 1d and 1w aggregate buckets and the InfluxDB tasks filling them."""
+
+
+@downsample_group.command("ensure")
+@click.argument("company")
+@click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+def downsample_ensure(company: str, check: bool) -> ExitStatus:
+    """Create or update the buckets' retention and the tasks (idempotent)."""
+    from powerview.provision.downsample import ensure_downsampling
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        outcome = ensure_downsampling(target.client, settings, company, check=check)
+    finally:
+        target.close()
+    verb = "would change" if check else "changed"
+    for change in outcome.changes:
+        out.print(f"{verb}: {change}", markup=False)
+    if not outcome.changes:
+        out.print(f"downsampling of {company!r}: no change")
+    return ExitStatus.OK
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@downsample_group.command("backfill")
+@click.argument("company")
+@click.option("--from", "start", help="ISO date/time (UTC unless given); default: first point.")
+@click.option("--to", "stop", help="ISO date/time, excluded; default: now.")
+def downsample_backfill(company: str, start: str | None, stop: str | None) -> ExitStatus:
+    """Recompute the aggregates of existing data, in chunks (idempotent)."""
+    from powerview.provision.downsample import backfill
+
+    settings = _settings()
+    target = open_target(settings)
+    chunks = 0
+    try:
+        for chunk in backfill(target.client, company, _moment(start), _moment(stop)):
+            chunks += 1
+            out.print(
+                f"{company}{chunk.level}: {_when(chunk.start)} .. {_when(chunk.stop)}"
+                f" in {chunk.seconds:.1f} s",
+                markup=False,
+            )
+    finally:
+        target.close()
+    out.print(f"{chunks} chunk(s) recomputed for {company!r}")
     return ExitStatus.OK
 
 

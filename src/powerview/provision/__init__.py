@@ -1,8 +1,9 @@
 """Tenant lifecycle: what a company and a campaign need to exist.
 
 `create_tenant` is what `powerview tenant create` and a campaign `mkdir` (through
-the queue and the worker) run: the company's bucket and bucket-scoped read
-token in InfluxDB, then, when Grafana is configured, the Grafana playbook (run
+the queue and the worker) run: the company's buckets (raw, `_1h`, `_1d`, `_1w`)
+with their downsampling tasks (provision/downsample.py) and its read token of
+those four buckets in InfluxDB, then, when Grafana is configured, the Grafana playbook (run
 with `--diff`, so each Grafana change comes back with its before/after).
 `delete_tenant` removes the Grafana side only; InfluxDB data is never deleted.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from powerview.exceptions import InfrastructureError
 from powerview.influx import open_target
 from powerview.layout import check_name
+from powerview.provision.downsample import SUFFIXES, ensure_downsampling
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
 from powerview.settings import Settings
@@ -27,6 +29,7 @@ __all__ = ["TenantOutcome", "create_tenant", "delete_tenant", "provision_campaig
 class TenantOutcome:
     company: str
     token_created: bool = False
+    downsample_changes: list[str] = field(default_factory=list)
     grafana: PlaybookResult | None = None
     grafana_skipped: str | None = None
     password_file: str | None = None
@@ -34,7 +37,11 @@ class TenantOutcome:
 
     @property
     def changed(self) -> bool:
-        return self.token_created or bool(self.grafana and self.grafana.changed)
+        return (
+            self.token_created
+            or bool(self.downsample_changes)
+            or bool(self.grafana and self.grafana.changed)
+        )
 
 
 def _secrets_dir(settings: Settings) -> Path:
@@ -70,13 +77,17 @@ def create_tenant(
     secrets = _secrets_dir(settings)
     target = open_target(settings)
     try:
+        downsampling = ensure_downsampling(target.client, settings, company, check=check)
+        outcome.downsample_changes = downsampling.changes
         if check:  # look, do not touch: the id of the token that would be kept, if any
             found = find_tokens(target.client, settings.influxdb_org, company)
             token_id = str(found[0].id) if found else ""
             if not found or read_token(secrets, company) is None:
                 outcome.notes.append(f"would create the read token of bucket {company!r}")
         else:
-            token = ensure_read_token(target.client, settings.influxdb_org, company, secrets)
+            token = ensure_read_token(
+                target.client, settings.influxdb_org, company, secrets, SUFFIXES
+            )
             outcome.token_created = token.created
             token_id = token.authorization_id
     finally:
@@ -143,6 +154,7 @@ def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[
         "company": company,
         "campaign": campaign,
         "token_created": outcome.token_created,
+        "downsample_changes": outcome.downsample_changes,
         "changed": outcome.changed,
     }
     if outcome.grafana_skipped:
