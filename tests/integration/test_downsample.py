@@ -160,7 +160,11 @@ def run_task(client: InfluxDBClient, task_id: str, scheduled_for: dt.datetime) -
     while run.status not in ("success", "failed", "canceled"):
         assert time.monotonic() < deadline, f"run {run.id} still {run.status}"
         time.sleep(0.2)
-        run = api.get_run(task_id, str(run.id))
+        try:
+            run = api.get_run(task_id, str(run.id))
+        except ApiException as exc:  # 404 while it moves from the queue to the run log
+            if exc.status != 404:
+                raise
     logs = [str(event.message) for event in api.get_run_logs(task_id, str(run.id))]
     assert run.status == "success", logs
     assert any("Completed(success)" in line for line in logs), logs
