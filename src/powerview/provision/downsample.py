@@ -122,16 +122,19 @@ def level_flux(company: str, level: Level, start: str, stop: str) -> str:
     name = check_name("company", company)
     source = name + (level.source or "")
     window = f'every: {level.every}, offset: {level.offset}, createEmpty: false, timeSrc: "_start"'
+    # `src` is a function, not a stream: each aggregate gets its own `from`, which
+    # InfluxDB pushes down to storage (window aggregates); a stream shared by five
+    # consumers is read in Flux instead, 300x slower (bench/README.md).
     head = [
         f"start = {start}",
         f"stop = {stop}",
-        f'src = from(bucket: "{source}")',
+        f'src = () => from(bucket: "{source}")',
         "    |> range(start: start, stop: stop)",
         f'    |> filter(fn: (r) => r._measurement == "{MEASUREMENT}")',
     ]
     if level.source is None:
         body = [
-            "agg = (fn, name) => src",
+            "agg = (fn, name) => src()",
             f"    |> aggregateWindow({window}, fn: fn)",
             '    |> set(key: "_field", value: name)',
             "union(tables: [",
@@ -144,19 +147,17 @@ def level_flux(company: str, level: Level, start: str, stop: str) -> str:
         ]
     else:
         body = [
-            "agg = (field, fn) => src",
+            "agg = (field, fn) => src()",
             "    |> filter(fn: (r) => r._field == field)",
             f"    |> aggregateWindow({window}, fn: fn)",
-            'sums = agg(field: "sum", fn: sum)',
-            'counts = agg(field: "count", fn: sum)',
-            "means = union(tables: [sums, counts])",
+            'means = union(tables: [agg(field: "sum", fn: sum), agg(field: "count", fn: sum)])',
             '    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
             '    |> map(fn: (r) => ({r with _field: "mean", _value: r.sum / float(v: r.count)}))',
             '    |> drop(columns: ["sum", "count"])',
             "union(tables: [",
             "    means,",
-            "    sums,",
-            "    counts,",
+            '    agg(field: "sum", fn: sum),',
+            '    agg(field: "count", fn: sum),',
             '    agg(field: "min", fn: min),',
             '    agg(field: "max", fn: max),',
             "])",
