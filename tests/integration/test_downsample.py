@@ -22,6 +22,7 @@ from powerview import cli
 from powerview import settings as config
 from powerview.influx import InfluxTarget
 from powerview.ingest import IngestOptions, ingest_file
+from powerview.provision import create_tenant
 from powerview.provision.downsample import (
     LEVELS,
     SUFFIXES,
@@ -424,3 +425,32 @@ def test_backfill_then_rerun_gives_the_same_result(
         assert (stored_aggregates(influx_client, bucket)[0], count_all(influx_client, bucket)) == (
             results[level.suffix]
         )
+
+
+def test_tenant_create_makes_the_buckets_tasks_and_four_bucket_token_once(
+    influxdb: InfluxInstance,
+    influx_client: InfluxDBClient,
+    make_company: object,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("GRAFANA_URL", raising=False)
+    company: Company = make_company(())  # type: ignore[operator]
+    settings = company.settings.model_copy(update={"state_dir": tmp_path / "state"})
+    first = create_tenant(settings, company.name, ("gen",))
+    assert first.changed
+    assert first.token_created
+    assert len(first.downsample_changes) == 6  # three buckets, three tasks
+    second = create_tenant(settings, company.name, ("gen",))
+    assert not second.changed
+    assert second.downsample_changes == []
+
+    api = influx_client.tasks_api()
+    names = {t.name for t in api.find_tasks() if t.name.startswith("powerview_downsample_")}
+    assert {task_name(company.name, level) for level in LEVELS} <= names
+    (token,) = find_tokens(influx_client, influxdb.org, company.name)
+    buckets = influx_client.buckets_api()
+    assert {p.resource.id for p in token.permissions} == {
+        buckets.find_bucket_by_name(name).id for name in bucket_names(company.name)
+    }
+    assert {p.action for p in token.permissions} == {"read"}
