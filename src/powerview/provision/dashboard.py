@@ -57,6 +57,10 @@ def _bucket_choice() -> list[str]:
     return [
         "span = int(v: v.timeRangeStop) - int(v: v.timeRangeStart)",
         f"level = {choice}",
+        # A regex, not `level == "" or ...`: InfluxDB pushes `r._field =~ fields` down
+        # to storage, not a predicate on another variable (a year of raw points:
+        # 0.5 s vs 12 s, bench/README.md).
+        'fields = if level == "" then /.*/ else /^mean$/',
     ]
 
 
@@ -70,7 +74,7 @@ def flux_for_unit(bucket: str, unit: str) -> str:
             "  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)",
             f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}"'
             ' and r.campaign == "${campaign}")',
-            '  |> filter(fn: (r) => level == "" or r._field == "mean")',
+            "  |> filter(fn: (r) => r._field =~ fields)",
             f'  |> filter(fn: (r) => r.channel_unit == "{unit}")',
             "  |> filter(fn: (r) => r.device_master_sn =~ /^${device:regex}$/)",
             "  |> filter(fn: (r) => r.channel_id =~ /^${channel:regex}$/)",
