@@ -693,6 +693,7 @@ def tenant_delete(company: str, with_user: bool, check: bool) -> ExitStatus:
 @tenant_group.command("list")
 def tenant_list() -> ExitStatus:
     """Companies with a bucket in InfluxDB, and whether their read token is in place."""
+    from powerview.provision.downsample import SUFFIXES
     from powerview.provision.tokens import find_tokens, read_token
 
     settings = _settings()
@@ -706,6 +707,8 @@ def tenant_list() -> ExitStatus:
     table = Table("company", "read token", "token value on file", box=None)
     for bucket in sorted(buckets, key=lambda b: b.name):
         if bucket.name.startswith("_") or bucket.name == settings.meta_bucket:
+            continue
+        if bucket.name.endswith(SUFFIXES[1:]):  # a company's downsampled buckets
             continue
         described = f"powerview_token_for_bucket_{bucket.name}" in tokens
         on_file = read_token(secrets, bucket.name) is not None

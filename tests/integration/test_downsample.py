@@ -394,6 +394,7 @@ def test_backfill_then_rerun_gives_the_same_result(
     influxdb: InfluxInstance,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     company: Company = make_company()  # type: ignore[operator]
     for key, value in {
@@ -405,6 +406,14 @@ def test_backfill_then_rerun_gives_the_same_result(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     assert cli.run(["downsample", "ensure", company.name]) == 0
+    capsys.readouterr()
+    assert cli.run(["downsample", "ensure", company.name]) == 0
+    assert capsys.readouterr().out.strip() == f"downsampling of {company.name!r}: no change"
+    # The downsampled buckets are the company's, not companies of their own.
+    assert cli.run(["tenant", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:] if line]
+    assert company.name in listed
+    assert not [name for name in listed if name.startswith(f"{company.name}_")]
     # Part of the range first, then all of it, twice.
     args = ["downsample", "backfill", company.name, "--from", "2026-01-01", "--to", "2026-12-01"]
     assert cli.run(args) == 0
@@ -454,3 +463,29 @@ def test_tenant_create_makes_the_buckets_tasks_and_four_bucket_token_once(
         buckets.find_bucket_by_name(name).id for name in bucket_names(company.name)
     }
     assert {p.action for p in token.permissions} == {"read"}
+
+
+def test_tenant_create_check_mode_says_a_one_bucket_token_would_be_replaced(
+    influxdb: InfluxInstance,
+    influx_client: InfluxDBClient,
+    make_company: object,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("GRAFANA_URL", raising=False)
+    company: Company = make_company(())  # type: ignore[operator]
+    settings = company.settings.model_copy(update={"state_dir": tmp_path / "state"})
+    old = ensure_read_token(influx_client, influxdb.org, company.name, tmp_path / "state/secrets")
+    ensure_downsampling(influx_client, settings, company.name)
+
+    check = create_tenant(settings, company.name, check=True)
+    assert check.notes == [
+        f"would replace the read token of {company.name!r} by one reading "
+        + ", ".join(bucket_names(company.name))
+    ]
+    (still,) = find_tokens(influx_client, influxdb.org, company.name)
+    assert str(still.id) == old.authorization_id  # check mode changed nothing
+
+    done = create_tenant(settings, company.name)
+    assert done.token_created
+    assert create_tenant(settings, company.name, check=True).notes == []

@@ -17,9 +17,15 @@ from typing import Any
 from powerview.exceptions import InfrastructureError
 from powerview.influx import open_target
 from powerview.layout import check_name
-from powerview.provision.downsample import SUFFIXES, ensure_downsampling
+from powerview.provision.downsample import SUFFIXES, bucket_names, ensure_downsampling
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
-from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
+from powerview.provision.tokens import (
+    ensure_read_token,
+    find_tokens,
+    read_token,
+    reads_exactly,
+    token_file,
+)
 from powerview.settings import Settings
 
 __all__ = ["TenantOutcome", "create_tenant", "delete_tenant", "provision_campaign"]
@@ -84,6 +90,11 @@ def create_tenant(
             token_id = str(found[0].id) if found else ""
             if not found or read_token(secrets, company) is None:
                 outcome.notes.append(f"would create the read token of bucket {company!r}")
+            elif not reads_exactly(target.client, found[0], bucket_names(company)):
+                outcome.notes.append(
+                    f"would replace the read token of {company!r} by one reading "
+                    + ", ".join(bucket_names(company))
+                )
         else:
             token = ensure_read_token(
                 target.client, settings.influxdb_org, company, secrets, SUFFIXES

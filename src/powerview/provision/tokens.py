@@ -90,6 +90,15 @@ def _read_bucket_ids(auth: Authorization) -> set[str] | None:
     return {str(p.resource.id) for p in permissions}
 
 
+def reads_exactly(client: InfluxDBClient, auth: Authorization, buckets: Sequence[str]) -> bool:
+    """Whether `auth` reads these existing buckets and may do nothing else."""
+    api = client.buckets_api()
+    with map_influx_errors("looking up buckets"):
+        found = [api.find_bucket_by_name(name) for name in buckets]
+    ids = {str(bucket.id) for bucket in found if bucket is not None}
+    return len(ids) == len(buckets) and _read_bucket_ids(auth) == ids
+
+
 def ensure_read_token(
     client: InfluxDBClient,
     org: str,
