@@ -230,7 +230,10 @@ def _ensure_bucket(
             if check:
                 return None
             try:
-                return api.create_bucket(bucket_name=name, org=org, retention_rules=rules)
+                created: Bucket = api.create_bucket(
+                    bucket_name=name, org=org, retention_rules=rules
+                )
+                return created
             except ApiException as exc:  # 422: created meanwhile by an ingestion
                 bucket = api.find_bucket_by_name(name) if exc.status == 422 else None
                 if bucket is None:
@@ -243,7 +246,8 @@ def _ensure_bucket(
             if not check:
                 bucket.retention_rules = rules
                 bucket = api.update_bucket(bucket)
-    return bucket
+    kept: Bucket = bucket
+    return kept
 
 
 def _shown(seconds: int) -> str:

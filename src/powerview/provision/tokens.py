@@ -64,7 +64,8 @@ def ensure_bucket(client: InfluxDBClient, org: str, company: str, suffix: str = 
                 bucket = api.find_bucket_by_name(name) if exc.status == 422 else None
                 if bucket is None:
                     raise
-    return bucket
+    found: Bucket = bucket
+    return found
 
 
 def find_tokens(
