@@ -599,6 +599,7 @@ def token_group() -> None:
 @click.argument("company")
 def token_ensure(company: str) -> ExitStatus:
     """Create the read token if missing (or replace one whose value was lost)."""
+    from powerview.provision.downsample import SUFFIXES
     from powerview.provision.tokens import ensure_read_token
 
     settings = _settings()
@@ -606,7 +607,7 @@ def token_ensure(company: str) -> ExitStatus:
     target = open_target(settings)
     try:
         state = ensure_read_token(
-            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
+            target.client, settings.influxdb_org, company, settings.state_dir / "secrets", SUFFIXES
         )
     finally:
         target.close()
@@ -668,6 +669,8 @@ def _render_tenant(outcome: Any, check: bool) -> None:
     from powerview.provision.grafana_ensure import describe_diff
 
     verb = "would change" if check else "changed"
+    for change in getattr(outcome, "downsample_changes", []):
+        out.print(f"InfluxDB {verb}: {change}", markup=False)
     if outcome.token_created:
         out.print(f"read token for bucket {outcome.company!r} created")
     for note in outcome.notes:
@@ -797,6 +800,7 @@ def tenant_delete(company: str, with_user: bool, check: bool) -> ExitStatus:
 @click.option("--json", "json_output", is_flag=True, help="Print JSON.")
 def tenant_list(json_output: bool) -> ExitStatus:
     """Companies with a bucket (or an SFTPGo user): read token, and SFTPGo user when managed."""
+    from powerview.provision.downsample import SUFFIXES
     from powerview.provision.sftpgo import SftpgoApi, user_summary
     from powerview.provision.tokens import find_tokens, read_token
 
@@ -808,7 +812,11 @@ def tenant_list(json_output: bool) -> ExitStatus:
     finally:
         target.close()
     names = {
-        b.name for b in buckets if not b.name.startswith("_") and b.name != settings.meta_bucket
+        b.name
+        for b in buckets
+        if not b.name.startswith("_")
+        and b.name != settings.meta_bucket
+        and not b.name.endswith(SUFFIXES[1:])  # a company's downsampled buckets
     }
     sftp_users: dict[str, dict[str, Any]] | None = None
     if settings.sftp_server == "sftpgo":
@@ -845,6 +853,70 @@ def tenant_list(json_output: bool) -> ExitStatus:
             cells.append("" if password is None else "set" if password else "none")
         table.add_row(*cells)
     out.print(table)
+    return ExitStatus.OK
+
+
+# -- downsampled history ---------------------------------------------------------
+
+
+@app.group("downsample", context_settings=CONTEXT)
+def downsample_group() -> None:
+    """A company's 1h, 1d and 1w aggregate buckets and the InfluxDB tasks filling them."""
+
+
+@downsample_group.command("ensure")
+@click.argument("company")
+@click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+def downsample_ensure(company: str, check: bool) -> ExitStatus:
+    """Create or update the buckets' retention and the tasks (idempotent)."""
+    from powerview.provision.downsample import ensure_downsampling
+
+    settings = _settings()
+    target = open_target(settings)
+    try:
+        outcome = ensure_downsampling(target.client, settings, company, check=check)
+    finally:
+        target.close()
+    verb = "would change" if check else "changed"
+    for change in outcome.changes:
+        out.print(f"{verb}: {change}", markup=False)
+    if not outcome.changes:
+        out.print(f"downsampling of {company!r}: no change")
+    return ExitStatus.OK
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@downsample_group.command("backfill")
+@click.argument("company")
+@click.option("--from", "start", help="ISO date/time (UTC unless given); default: first point.")
+@click.option("--to", "stop", help="ISO date/time, excluded; default: now.")
+def downsample_backfill(company: str, start: str | None, stop: str | None) -> ExitStatus:
+    """Recompute the aggregates of existing data, in chunks (idempotent)."""
+    from powerview.provision.downsample import backfill
+
+    settings = _settings()
+    target = open_target(settings)
+    chunks = 0
+    try:
+        for chunk in backfill(target.client, company, _moment(start), _moment(stop)):
+            chunks += 1
+            out.print(
+                f"{company}{chunk.level}: {_when(chunk.start)} .. {_when(chunk.stop)}"
+                f" in {chunk.seconds:.1f} s",
+                markup=False,
+            )
+    finally:
+        target.close()
+    out.print(f"{chunks} chunk(s) recomputed for {company!r}")
     return ExitStatus.OK
 
 

@@ -193,6 +193,28 @@ class Settings(BaseSettings):
         extra = {name.strip() for name in self.reserved_names.split(",") if name.strip()}
         return frozenset({self.meta_bucket, *extra})
 
+    # -- downsampled history (see provision/downsample.py): InfluxDB durations, `0` = forever
+    retention_raw: str = Field("0", validation_alias=_env("POWERVIEW_RETENTION_RAW"))
+    retention_1h: str = Field("0", validation_alias=_env("POWERVIEW_RETENTION_1H"))
+    retention_1d: str = Field("0", validation_alias=_env("POWERVIEW_RETENTION_1D"))
+    retention_1w: str = Field("0", validation_alias=_env("POWERVIEW_RETENTION_1W"))
+    downsample_lookback: str = Field("7d", validation_alias=_env("POWERVIEW_DOWNSAMPLE_LOOKBACK"))
+
+    @field_validator("retention_raw", "retention_1h", "retention_1d", "retention_1w")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        seconds = duration_seconds(value)
+        if 0 < seconds < 3600:
+            raise ValueError("InfluxDB keeps data at least 1h (or 0: forever)")
+        return value.strip()
+
+    @field_validator("downsample_lookback")
+    @classmethod
+    def _lookback(cls, value: str) -> str:
+        if duration_seconds(value) < 3600:
+            raise ValueError("must be at least 1h")
+        return value.strip()
+
     @field_validator("health_expect")
     @classmethod
     def _known_processes(cls, value: str) -> str:
@@ -356,6 +378,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return tuple(source for _, source in _sources(settings_cls, init_settings))
+
+
+_DURATION = re.compile(r"(\d+)([smhdw]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def duration_seconds(value: str) -> int:
+    """`90d`, `12h`, `2w`, `3600` (seconds) or `0` → seconds."""
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as 0, 3600, 12h, 90d or 2w")
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
 
 
 @dataclass(frozen=True)

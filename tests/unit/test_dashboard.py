@@ -43,7 +43,7 @@ def test_panels_cover_voltage_current_and_power_on_the_company_bucket() -> None:
         "Power (W)",
     ]
     for unit, query in zip("VAW", queries, strict=True):
-        assert query.startswith('from(bucket: "globex")')
+        assert 'from(bucket: "globex" + level)' in query
         assert f'r.channel_unit == "{unit}"' in query
         assert 'r.campaign == "${campaign}"' in query
     names = [variable["name"] for variable in built["templating"]["list"]]

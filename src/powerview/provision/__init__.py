@@ -4,11 +4,12 @@
 the queue and the worker) run: the company's SFTP account when PowerView manages
 one (`POWERVIEW_SFTP_SERVER=sftpgo`: the SFTPGo user and the Event Manager rules
 that call the hook; not from the worker's mkdir job, where the account already
-exists and creating one is an operator's act), then its bucket and bucket-scoped
-read token in InfluxDB, then, when Grafana is configured, the Grafana playbook
-(run with `--diff`, so each Grafana change comes back with its before/after).
-`delete_tenant` removes the SFTPGo login and the Grafana side; files and InfluxDB
-data are never deleted.
+exists and creating one is an operator's act), then its buckets (raw, `_1h`,
+`_1d`, `_1w`) with their downsampling tasks (provision/downsample.py) and its
+read token of those four buckets in InfluxDB, then, when Grafana is configured,
+the Grafana playbook (run with `--diff`, so each Grafana change comes back with
+its before/after). `delete_tenant` removes the SFTPGo login and the Grafana
+side; files and InfluxDB data are never deleted.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from typing import Any
 from powerview.exceptions import InfluxRequestError, InfrastructureError, NameRuleError
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
+from powerview.provision.downsample import SUFFIXES, bucket_names, ensure_downsampling
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.sftpgo import SftpgoApi, SftpgoOutcome, ensure_events, ensure_user
 from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
-from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
+from powerview.provision.tokens import (
+    ensure_read_token,
+    find_tokens,
+    read_token,
+    reads_exactly,
+    token_file,
+)
 from powerview.settings import Settings
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
 class TenantOutcome:
     company: str
     token_created: bool = False
+    downsample_changes: list[str] = field(default_factory=list)
     grafana: PlaybookResult | None = None
     grafana_skipped: str | None = None
     password_file: str | None = None
@@ -48,8 +57,12 @@ class TenantOutcome:
 
     @property
     def changed(self) -> bool:
-        sftp = bool(self.sftpgo and self.sftpgo.changed)
-        return sftp or self.token_created or bool(self.grafana and self.grafana.changed)
+        return (
+            bool(self.sftpgo and self.sftpgo.changed)
+            or self.token_created
+            or bool(self.downsample_changes)
+            or bool(self.grafana and self.grafana.changed)
+        )
 
 
 def _secrets_dir(settings: Settings) -> Path:
@@ -122,13 +135,22 @@ def create_tenant(
     secrets = _secrets_dir(settings)
     target = open_target(settings)
     try:
+        downsampling = ensure_downsampling(target.client, settings, company, check=check)
+        outcome.downsample_changes = downsampling.changes
         if check:  # look, do not touch: the id of the token that would be kept, if any
             found = find_tokens(target.client, settings.influxdb_org, company)
             token_id = str(found[0].id) if found else ""
             if not found or read_token(secrets, company) is None:
                 outcome.notes.append(f"would create the read token of bucket {company!r}")
+            elif not reads_exactly(target.client, found[0], bucket_names(company)):
+                outcome.notes.append(
+                    f"would replace the read token of {company!r} by one reading "
+                    + ", ".join(bucket_names(company))
+                )
         else:
-            token = ensure_read_token(target.client, settings.influxdb_org, company, secrets)
+            token = ensure_read_token(
+                target.client, settings.influxdb_org, company, secrets, SUFFIXES
+            )
             outcome.token_created = token.created
             token_id = token.authorization_id
     finally:
@@ -201,6 +223,7 @@ def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[
         "company": company,
         "campaign": campaign,
         "token_created": outcome.token_created,
+        "downsample_changes": outcome.downsample_changes,
         "changed": outcome.changed,
     }
     if outcome.grafana_skipped:

@@ -1,7 +1,9 @@
 """The campaign dashboard: one per campaign, built in Python, deterministic.
 
 Panels show the campaign's voltages (V), currents (A) and powers (W) per
-channel with Flux queries on the `electrical` schema (see schema.py). The
+channel with Flux queries on the `electrical` schema (see schema.py), from the
+raw bucket or, for longer time ranges, from its downsampled `_1h`, `_1d` or
+`_1w` bucket (chosen in the query from the time range). The
 variables `device` and `channel` are filled from the bucket's tag values;
 `campaign` is a constant, since a dashboard shows one campaign. The same
 inputs always give the same JSON, so a re-run can tell "no change".
@@ -72,14 +74,39 @@ def legacy_dashboard_uid(company: str, campaign: str) -> str:
     return flat_uid(check_name("company", company), check_name("campaign", campaign))
 
 
+# The bucket a panel reads, by the length of its time range: raw points up to
+# 3 days (432 points per series), hourly means up to 31 days (744), daily up to
+# 400 days (400), weekly beyond. Each level's `mean` field (provision/downsample.py).
+BUCKET_BY_SPAN = (("3d", ""), ("31d", "_1h"), ("400d", "_1d"))
+COARSEST_SUFFIX = "_1w"
+
+
+def _bucket_choice() -> list[str]:
+    """Flux picking the bucket suffix from Grafana's time range at query time."""
+    choice = f'"{COARSEST_SUFFIX}"'
+    for span, suffix in reversed(BUCKET_BY_SPAN):
+        choice = f'if span <= int(v: {span}) then "{suffix}" else {choice}'
+    return [
+        "span = int(v: v.timeRangeStop) - int(v: v.timeRangeStart)",
+        f"level = {choice}",
+        # A regex, not `level == "" or ...`: InfluxDB pushes `r._field =~ fields` down
+        # to storage, not a predicate on another variable (a year of raw points:
+        # 0.5 s vs 12 s, bench/README.md).
+        'fields = if level == "" then /.*/ else /^mean$/',
+    ]
+
+
 def flux_for_unit(bucket: str, unit: str) -> str:
-    """The Flux of one panel; `${...}` are Grafana variables, `v.*` Grafana's time range."""
+    """The Flux of one panel; `${...}` are Grafana variables, `v.*` Grafana's time range
+    (which Grafana's Flux mode substitutes as times before sending the query)."""
     return "\n".join(
         [
-            f'from(bucket: "{bucket}")',
+            *_bucket_choice(),
+            f'from(bucket: "{bucket}" + level)',
             "  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)",
             f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}"'
             ' and r.campaign == "${campaign}")',
+            "  |> filter(fn: (r) => r._field =~ fields)",
             f'  |> filter(fn: (r) => r.channel_unit == "{unit}")',
             "  |> filter(fn: (r) => r.device_master_sn =~ /^${device:regex}$/)",
             "  |> filter(fn: (r) => r.channel_id =~ /^${channel:regex}$/)",

@@ -1,14 +1,18 @@
 """A company's InfluxDB side: its bucket and its bucket-scoped read token.
 
 The token (described `powerview_token_for_bucket_<company>`) can read the
-company's bucket and nothing else; it is what Grafana gets, never the admin
-token. InfluxDB shows a token's value only when it is created, so it is kept
-in a 0600 file of the state folder; a token whose value was lost is replaced
-(revoked and created anew), never recovered.
+company's buckets (the raw one and, for a tenant, its `_1h`, `_1d` and `_1w`
+downsampled ones: one read permission per bucket id) and nothing else; it is
+what Grafana gets, never the admin token. InfluxDB cannot change a token's
+permissions, so a token whose buckets differ from the wanted ones (one of the
+single-bucket era) is replaced. InfluxDB shows a token's value only when it is
+created, so it is kept in a 0600 file of the state folder; a token whose value
+was lost is replaced (revoked and created anew), never recovered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +51,9 @@ def org_id(client: InfluxDBClient, org: str) -> str:
     return str(found[0].id)
 
 
-def ensure_bucket(client: InfluxDBClient, org: str, company: str) -> Bucket:
-    name = check_name("company", company)
+def ensure_bucket(client: InfluxDBClient, org: str, company: str, suffix: str = "") -> Bucket:
+    """The company's bucket (`suffix`: one of its downsampled ones), created if missing."""
+    name = check_name("company", company) + suffix
     api = client.buckets_api()
     with map_influx_errors(f"ensuring bucket {name!r}"):
         bucket = api.find_bucket_by_name(name)
@@ -78,28 +83,53 @@ def find_tokens(
     ]
 
 
+def _read_bucket_ids(auth: Authorization) -> set[str] | None:
+    """The buckets `auth` reads, or None if it may do anything else."""
+    permissions = auth.permissions or []
+    if any(p.action != "read" or p.resource.type != "buckets" for p in permissions):
+        return None
+    return {str(p.resource.id) for p in permissions}
+
+
+def reads_exactly(client: InfluxDBClient, auth: Authorization, buckets: Sequence[str]) -> bool:
+    """Whether `auth` reads these existing buckets and may do nothing else."""
+    api = client.buckets_api()
+    with map_influx_errors("looking up buckets"):
+        found = [api.find_bucket_by_name(name) for name in buckets]
+    ids = {str(bucket.id) for bucket in found if bucket is not None}
+    return len(ids) == len(buckets) and _read_bucket_ids(auth) == ids
+
+
 def ensure_read_token(
-    client: InfluxDBClient, org: str, company: str, secrets_dir: Path
+    client: InfluxDBClient,
+    org: str,
+    company: str,
+    secrets_dir: Path,
+    suffixes: Sequence[str] = ("",),
 ) -> TokenState:
-    """Make sure the company's read token exists and its value is on file."""
-    bucket = ensure_bucket(client, org, company)
+    """Make sure the company's read token exists, reads exactly its buckets named by
+    `suffixes` (default: the raw one only) and has its value on file."""
+    wanted = {str(ensure_bucket(client, org, company, suffix).id) for suffix in suffixes}
     path = token_file(secrets_dir, company)
     existing = find_tokens(client, org, company)
     on_file = path.is_file() and path.read_text().strip()
-    if existing and on_file:
+    if len(existing) == 1 and on_file and _read_bucket_ids(existing[0]) == wanted:
         return TokenState(company, str(existing[0].id), path, created=False)
     api = client.authorizations_api()
     with map_influx_errors(f"replacing the read token of {company!r}"):
-        for auth in existing:  # its value is lost: replace, never recover
+        for auth in existing:  # value lost or other buckets: replace, never recover
             api.delete_authorization(auth)
         owner = org_id(client, org)
-        read = Permission(
-            action="read",
-            resource=PermissionResource(type="buckets", id=bucket.id, org_id=owner),
-        )
+        reads = [
+            Permission(
+                action="read",
+                resource=PermissionResource(type="buckets", id=bucket_id, org_id=owner),
+            )
+            for bucket_id in sorted(wanted)
+        ]
         created = api.create_authorization(
             authorization=Authorization(
-                org_id=owner, permissions=[read], description=token_description(company)
+                org_id=owner, permissions=reads, description=token_description(company)
             )
         )
     _write_secret(path, str(created.token))
