@@ -63,7 +63,9 @@ def exports(draw: st.DrawFn) -> Generated:
         tag=draw(st.sampled_from(sorted(MODEL_TAGS))),
         block=block,
         rows=draw(st.integers(0, 40)),
-        start=draw(st.datetimes(dt.datetime(2021, 1, 1), dt.datetime(2090, 12, 31))).replace(
+        # From a day after the earliest valid time (2021-01-01T00:00Z): a local
+        # time on 2021-01-01 in a zone east of UTC falls before it, out of window.
+        start=draw(st.datetimes(dt.datetime(2021, 1, 2), dt.datetime(2090, 12, 31))).replace(
             microsecond=0
         ),
         step_s=draw(st.integers(1, 86_400)),
