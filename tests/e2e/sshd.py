@@ -345,7 +345,12 @@ class SftpServer:
         return root
 
     def add_company(self, data_root: Path) -> Company:
-        name = f"{self.user_prefix}{secrets.token_hex(2)}"
+        # Four random bytes, and never a name used before in this server's life:
+        # two bytes collided once a session made a few hundred companies.
+        while True:
+            name = f"{self.user_prefix}{secrets.token_hex(4)}"
+            if not (self.base / "client" / name).exists() and not _user_exists(name):
+                break
         chroot = self.base / f"chroot-{name}"
         company = Company(name, data_root, chroot, self.base / "client" / name, -1, -1)
         self.companies.append(company)  # from here on, close() undoes whatever got done
