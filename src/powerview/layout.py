@@ -157,3 +157,22 @@ def finish_interrupted_move(path: Path) -> Path | None:
     """
     with open_in_folder(path) as upload:
         return upload.finish_interrupted_move()
+
+
+def data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:
+    """The data root for operator-given paths: `given` (--data-root), else `configured`
+    if it holds them all, else the root the first path's place in the layout implies."""
+    if given is not None:
+        return given
+    if all(relative_parts(p, configured) is not None for p in paths):
+        return configured
+    first = paths[0].resolve()
+    if first.is_dir():
+        # A data tree, or a company, campaign or device folder in one: the depth of
+        # the first file below it (<company>/<campaign>/<sn>/<file> is 4) tells which.
+        found = next(find_files([first]), None)
+        depth = len(found.relative_to(first).parts) if found is not None else 4
+        if 1 <= depth < 4 and len(first.parents) > 3 - depth:
+            return first.parents[3 - depth]
+        return first
+    return first.parents[3] if len(first.parents) > 3 else first.parent

@@ -344,7 +344,13 @@ class Settings(BaseSettings):
 
     @property
     def stack_env_file(self) -> Path:
+        """Where `powerview stack up` writes the local InfluxDB's settings (read on load)."""
         return self.state_dir / STACK_ENV_NAME
+
+    @property
+    def secrets_dir(self) -> Path:
+        """The 0700 folder of token values and one-time passwords: the one place it is named."""
+        return self.state_dir.resolve() / "secrets"
 
     @classmethod
     def settings_customise_sources(

@@ -18,20 +18,20 @@ import pytest
 
 from powerview.exceptions import FormatError
 from powerview.formats import ParseOptions, open_device_file
-from powerview.lineprotocol import BatchEncoder
-from powerview.schema import series_for
+from powerview.ingest import encode_file
 
 TESTDATA = Path(__file__).parent / "testdata" / "formats"
 CASES = sorted(p for p in TESTDATA.iterdir() if p.is_dir())
 
 
 def parse_to_lp(path: Path) -> tuple[str, dict[str, int], int]:
-    """What `powerview parse --to lp` does: the text, the non-zero counts, the points."""
+    """What `powerview parse --to lp` prints and `ingest` writes: the text, the non-zero
+    counts, the points (one `encode_file` for all three)."""
     with open_device_file(path, ParseOptions()) as device_file:
-        encoder = BatchEncoder(series_for(device_file.header, "c1"))
-        text = "".join(encoder.encode(batch) for batch in device_file.batches())
+        encoded = encode_file(device_file, "c1")
+        text = "".join(lines for _batch, lines in encoded)
     counts = {key: value for key, value in device_file.counts.as_dict().items() if value}
-    return text, counts, encoder.points
+    return text, counts, encoded.points
 
 
 def test_every_case_has_one_expectation() -> None:

@@ -21,9 +21,21 @@ from powerview.exceptions import InfluxRequestError, InfrastructureError, NameRu
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
-from powerview.provision.sftpgo import SftpgoApi, SftpgoOutcome, ensure_events, ensure_user
+from powerview.provision.sftpgo import (
+    SftpgoApi,
+    SftpgoOutcome,
+    ensure_events,
+    ensure_user,
+    user_summary,
+)
 from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
-from powerview.provision.tokens import ensure_read_token, find_tokens, read_token, token_file
+from powerview.provision.tokens import (
+    TOKEN_PREFIX,
+    ensure_read_token,
+    find_tokens,
+    read_token,
+    token_file,
+)
 from powerview.settings import Settings
 
 __all__ = [
@@ -31,6 +43,7 @@ __all__ = [
     "create_sftp_account",
     "create_tenant",
     "delete_tenant",
+    "list_tenants",
     "provision_campaign",
 ]
 
@@ -51,9 +64,56 @@ class TenantOutcome:
         sftp = bool(self.sftpgo and self.sftpgo.changed)
         return sftp or self.token_created or bool(self.grafana and self.grafana.changed)
 
+    def take_default_user_password(self) -> str | None:
+        """The default Grafana user's new password, read once and its file removed.
 
-def _secrets_dir(settings: Settings) -> Path:
-    return settings.state_dir.resolve() / "secrets"
+        The playbook leaves it in a 0600 file of the secrets folder; whoever shows
+        it takes it, so it is on screen once and on disk no longer.
+        """
+        if not self.password_file:
+            return None
+        path = Path(self.password_file)
+        password = path.read_text().strip()
+        path.unlink()
+        self.password_file = None
+        return password
+
+    def take_result(self, check: bool) -> dict[str, Any]:
+        """What `tenant create` and `tenant delete` print: every change, in order.
+
+        A one-time password (SFTPGo's, the default Grafana user's) is included and,
+        for the Grafana user, taken from disk: it is shown this once.
+        """
+        grafana: dict[str, Any] | None = None
+        if self.grafana is not None:
+            diffs = (
+                self.grafana.diffs if len(self.grafana.diffs) == len(self.grafana.changes) else []
+            )
+            grafana = {
+                "changes": [
+                    {**change, "diff": diffs[index]} if diffs else dict(change)
+                    for index, change in enumerate(self.grafana.changes)
+                ],
+                "warnings": list(self.grafana.warnings),
+            }
+        sftpgo: dict[str, Any] | None = None
+        if self.sftpgo is not None:
+            sftpgo = {
+                "changes": [{**c.summary(), "diff": c.diff()} for c in self.sftpgo.changes],
+                "password": self.sftpgo.password,
+            }
+        return {
+            "company": self.company,
+            "check": check,
+            "changed": self.changed,
+            "token_created": self.token_created,
+            "notes": list(self.notes),
+            "sftpgo": sftpgo,
+            "sftp_skipped": self.sftp_skipped,
+            "grafana": grafana,
+            "grafana_skipped": self.grafana_skipped,
+            "default_user_password": self.take_default_user_password(),
+        }
 
 
 def grafana_env(settings: Settings) -> dict[str, str] | None:
@@ -119,7 +179,7 @@ def create_tenant(
             outcome.sftpgo = create_sftp_account(
                 settings, company, sftp_keys, sftp_password, check=check
             )
-    secrets = _secrets_dir(settings)
+    secrets = settings.secrets_dir
     target = open_target(settings)
     try:
         if check:  # look, do not touch: the id of the token that would be kept, if any
@@ -186,6 +246,39 @@ def delete_tenant(
         diff=True,
     )
     return outcome
+
+
+def list_tenants(settings: Settings) -> list[dict[str, Any]]:
+    """Companies with a bucket (or a managed SFTPGo user): read token, value on file,
+    and the SFTPGo user's summary when PowerView manages SFTPGo."""
+    target = open_target(settings)
+    try:
+        buckets = target.client.buckets_api().find_buckets(limit=100).buckets or []
+        tokens = {t.description for t in find_tokens(target.client, settings.influxdb_org)}
+    finally:
+        target.close()
+    bucket_names = {b.name for b in buckets}
+    names = {n for n in bucket_names if not n.startswith("_") and n != settings.meta_bucket}
+    sftp_users: dict[str, dict[str, Any]] | None = None
+    if settings.sftp_server == "sftpgo":
+        with SftpgoApi.from_settings(settings) as api:
+            sftp_users = {u["username"]: u for u in api.list_all("users")}
+        home = settings.data_root.resolve()
+        names |= {n for n, u in sftp_users.items() if u.get("home_dir") == str(home / n)}
+    rows = []
+    for name in sorted(names):
+        row: dict[str, Any] = {
+            "company": name,
+            "bucket": name in bucket_names,
+            # The prefix, not token_description: a bucket made outside PowerView
+            # may have a name our rules refuse, and is listed all the same.
+            "read_token": TOKEN_PREFIX + name in tokens,
+            "token_on_file": read_token(settings.secrets_dir, name) is not None,
+        }
+        if sftp_users is not None:
+            row.update(user_summary(sftp_users.get(name)))
+        rows.append(row)
+    return rows
 
 
 def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[str, Any]:
