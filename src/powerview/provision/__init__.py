@@ -30,10 +30,10 @@ from powerview.provision.sftpgo import (
 )
 from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
 from powerview.provision.tokens import (
-    TOKEN_PREFIX,
     ensure_read_token,
     find_tokens,
     read_token,
+    token_description,
     token_file,
 )
 from powerview.settings import Settings
@@ -248,6 +248,14 @@ def delete_tenant(
     return outcome
 
 
+def _company_name(name: str, settings: Settings) -> bool:
+    try:
+        check_company(name, settings.reserved_company_names)
+    except NameRuleError:
+        return False
+    return True
+
+
 def list_tenants(settings: Settings) -> list[dict[str, Any]]:
     """Companies with a bucket (or a managed SFTPGo user): read token, value on file,
     and the SFTPGo user's summary when PowerView manages SFTPGo."""
@@ -258,21 +266,25 @@ def list_tenants(settings: Settings) -> list[dict[str, Any]]:
     finally:
         target.close()
     bucket_names = {b.name for b in buckets}
-    names = {n for n in bucket_names if not n.startswith("_") and n != settings.meta_bucket}
+    # A bucket whose name no company may take (InfluxDB's own `_monitoring`, a meta
+    # bucket, one made by hand) is not a tenant.
+    names = {n for n in bucket_names if _company_name(n, settings)}
     sftp_users: dict[str, dict[str, Any]] | None = None
     if settings.sftp_server == "sftpgo":
         with SftpgoApi.from_settings(settings) as api:
             sftp_users = {u["username"]: u for u in api.list_all("users")}
         home = settings.data_root.resolve()
-        names |= {n for n, u in sftp_users.items() if u.get("home_dir") == str(home / n)}
+        names |= {
+            n
+            for n, u in sftp_users.items()
+            if u.get("home_dir") == str(home / n) and _company_name(n, settings)
+        }
     rows = []
     for name in sorted(names):
         row: dict[str, Any] = {
             "company": name,
             "bucket": name in bucket_names,
-            # The prefix, not token_description: a bucket made outside PowerView
-            # may have a name our rules refuse, and is listed all the same.
-            "read_token": TOKEN_PREFIX + name in tokens,
+            "read_token": token_description(name) in tokens,
             "token_on_file": read_token(settings.secrets_dir, name) is not None,
         }
         if sftp_users is not None:
