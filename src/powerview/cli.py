@@ -507,6 +507,7 @@ def worker_command(
 ) -> ExitStatus:
     """Run queued jobs: ingestions and provisionings, with retries."""
     from powerview.queue import JobQueue
+    from powerview.retention import DAY_S, Retention
     from powerview.worker import Worker, WorkerOptions
 
     settings = _settings()
@@ -515,6 +516,11 @@ def worker_command(
         scan_interval_s=settings.scan_interval_s if scan_interval is None else scan_interval,
         settle_s=settings.settle_s,
         memory_limit_mb=settings.worker_memory_limit_mb,
+        retention=Retention(
+            queue_s=settings.queue_retention_days * DAY_S,
+            report_s=settings.report_retention_days * DAY_S,
+            report_dir=settings.report_dir_for(),
+        ),
     )
     queue = JobQueue.in_state_dir(settings.state_dir)
     metrics = None
