@@ -147,6 +147,7 @@ def stack_up(state_dir: Path | None) -> ExitStatus:
         settings.influxd_port,
         org=settings.influxdb_org,
         bucket=settings.meta_bucket,
+        env_file=settings.stack_env_file,
         binary=settings.influxd_binary,
     )
     verb = "started" if state.started else "already running"
@@ -175,7 +176,9 @@ def stack_down(state_dir: Path | None) -> ExitStatus:
 def stack_status(state_dir: Path | None) -> ExitStatus:
     """Say whether the local InfluxDB runs and where its files are."""
     settings = _settings(state_dir=state_dir)
-    state = stack.stack_status(settings.state_dir, settings.influxd_port, settings.influxd_binary)
+    state = stack.stack_status(
+        settings.state_dir, settings.influxd_port, settings.stack_env_file, settings.influxd_binary
+    )
     if state.pid is None:
         out.print(f"InfluxDB is not running (data: {state.data_dir})")
     else:
