@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from powerview.exceptions import NameRuleError
-from powerview.upload_file import OUTCOME_DIRS, Outcome, open_in_folder
+from powerview.upload_file import OUTCOME_DIRS, OutcomeFolder, open_in_folder
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
@@ -137,7 +137,7 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def move_to_outcome(path: Path, outcome: Outcome) -> Path:
+def move_to_outcome(path: Path, outcome: OutcomeFolder) -> Path:
     """Move `path` into `<its folder>/<outcome>/`, never replacing an existing file.
 
     link() then unlink(): link fails atomically when the name is taken, so a
