@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -130,16 +131,23 @@ state_dir_option = click.option(
 
 
 @stack_group.command("install")
-def stack_install() -> ExitStatus:
+@json_option
+def stack_install(json_output: bool) -> ExitStatus:
     """Find influxd, or build the pinned version once into the user cache."""
     settings = _settings()
-    out.print(f"influxd: {stack.install_influxd(settings.influxd_binary)}")
+    document = {"influxd": stack.install_influxd(settings.influxd_binary)}
+    render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
     return ExitStatus.OK
+
+
+def _stack_document(state: stack.StackState) -> dict[str, Any]:
+    return dataclasses.asdict(state)
 
 
 @stack_group.command("up")
 @state_dir_option
-def stack_up(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_up(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Start the local InfluxDB (onboarding it on first start); no-op if it runs."""
     settings = _settings(state_dir=state_dir)
     state = stack.stack_up(
@@ -150,43 +158,62 @@ def stack_up(state_dir: Path | None) -> ExitStatus:
         env_file=settings.stack_env_file,
         binary=settings.influxd_binary,
     )
-    verb = "started" if state.started else "already running"
-    health = "healthy" if state.healthy else "NOT healthy"
-    out.print(f"InfluxDB {verb} at {state.url} (pid {state.pid}), {health}")
-    if state.onboarded:
-        out.print(f"  onboarded: org {settings.influxdb_org!r}, bucket {settings.meta_bucket!r}")
-    out.print(f"  data:      {state.data_dir}")
-    out.print(f"  log:       {state.log_file}")
-    out.print(f"  settings:  {state.env_file} (mode 0600, read by every powerview command)")
+    document = {
+        **_stack_document(state), "org": settings.influxdb_org, "bucket": settings.meta_bucket
+    }  # fmt: skip
+    render(document, json_output, _stack_up_text)
     return ExitStatus.OK if state.healthy else ExitStatus.ERROR
+
+
+def _stack_status_text(doc: dict[str, Any]) -> None:
+    if doc["pid"] is None:
+        out.print(f"InfluxDB is not running (data: {doc['data_dir']})")
+    else:
+        health = "healthy" if doc["healthy"] else "NOT healthy"
+        out.print(f"InfluxDB running at {doc['url']} (pid {doc['pid']}), {health}")
+    out.print(f"  binary:    {doc['binary'] or 'not installed (powerview stack install)'}")
+    out.print(f"  log:       {doc['log_file']}")
+    out.print(f"  settings:  {doc['env_file']}")
+
+
+def _stack_up_text(doc: dict[str, Any]) -> None:
+    verb = "started" if doc["started"] else "already running"
+    health = "healthy" if doc["healthy"] else "NOT healthy"
+    out.print(f"InfluxDB {verb} at {doc['url']} (pid {doc['pid']}), {health}")
+    if doc["onboarded"]:
+        out.print(f"  onboarded: org {doc['org']!r}, bucket {doc['bucket']!r}")
+    out.print(f"  data:      {doc['data_dir']}")
+    out.print(f"  log:       {doc['log_file']}")
+    out.print(f"  settings:  {doc['env_file']} (mode 0600, read by every powerview command)")
 
 
 @stack_group.command("down")
 @state_dir_option
-def stack_down(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_down(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Stop the local InfluxDB; its data is kept."""
     settings = _settings(state_dir=state_dir)
     stopped = stack.stack_down(settings.state_dir, settings.influxd_port)
-    out.print("InfluxDB stopped; data kept" if stopped else "InfluxDB was not running")
+    render(
+        {"stopped": stopped},
+        json_output,
+        lambda doc: out.print(
+            "InfluxDB stopped; data kept" if doc["stopped"] else "InfluxDB was not running"
+        ),
+    )
     return ExitStatus.OK
 
 
 @stack_group.command("status")
 @state_dir_option
-def stack_status(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_status(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Say whether the local InfluxDB runs and where its files are."""
     settings = _settings(state_dir=state_dir)
     state = stack.stack_status(
         settings.state_dir, settings.influxd_port, settings.stack_env_file, settings.influxd_binary
     )
-    if state.pid is None:
-        out.print(f"InfluxDB is not running (data: {state.data_dir})")
-    else:
-        health = "healthy" if state.healthy else "NOT healthy"
-        out.print(f"InfluxDB running at {state.url} (pid {state.pid}), {health}")
-    out.print(f"  binary:    {state.binary or 'not installed (powerview stack install)'}")
-    out.print(f"  log:       {state.log_file}")
-    out.print(f"  settings:  {state.env_file}")
+    render(_stack_document(state), json_output, _stack_status_text)
     return ExitStatus.OK if state.pid is None or state.healthy else ExitStatus.ERROR
 
 
