@@ -252,3 +252,24 @@ def test_ingest_summary_queue_and_health_json_match_their_text(env: Env, samples
     table = {cells[0]: cells[1] for cells in _rows(health.text.split("\n", 1)[1])}
     assert table == {c["name"]: c["status"].upper() for c in health.document["checks"]}
     assert first_line.startswith(health.document["summary"].split(" | ")[0])
+
+
+def test_admin_dashboard_json_lists_the_changes_of_the_text(env: Env) -> None:
+    check = env.both("tenant", "admin-dashboard", "--check")
+    status, raw, _ = env.run("tenant", "admin-dashboard", "--json")
+    again = env.both("tenant", "admin-dashboard", "--check")
+    meta = os.environ["TSV_META_BUCKET"]
+    assert env.run("token", "revoke", meta)[0] == 0
+
+    assert check.status == check.json_status == status == 0
+    expected = [
+        f"Grafana would change: {c['action']} {c['resource']}"
+        + (f" ({c['detail']})" if c["detail"] else "")
+        for c in check.document["changes"]
+    ]
+    assert check.text.splitlines() == (expected or ["admin dashboard: no change"])
+    applied = json.loads(raw)
+    assert applied["check"] is False
+    assert applied["changes"]  # the datasource at least: its token is this test's
+    assert again.document == {"check": True, "changes": []}
+    assert again.text.strip() == "admin dashboard: no change"
