@@ -106,27 +106,26 @@ def _parse(path: Path, batch_rows: int, out: Path | None) -> tuple[int, int]:
 
 def _encode(path: Path, batch_rows: int, out: Path | None, stats: bool = False) -> tuple[int, int]:
     from powerview.formats import ParseOptions, open_device_file
-    from powerview.lineprotocol import BatchEncoder
-    from powerview.schema import series_for
+    from powerview.ingest import encode_file
     from powerview.stats import FileStats
 
     lp_bytes = 0
     sink = out.open("w", encoding="utf-8") if out is not None else None
     try:
         with open_device_file(path, ParseOptions()) as device_file:
-            encoder = BatchEncoder(series_for(device_file.header, "bench"))
+            # The pipeline's own loop (ingest, parse and the golden tests use it).
+            encoded = encode_file(device_file, "bench", batch_rows)
             file_stats = FileStats(len(device_file.header.columns))
-            for batch in device_file.batches(batch_rows):
+            for batch, lines in encoded:
                 if stats:
                     file_stats.add(batch)
-                lines = encoder.encode(batch)
                 lp_bytes += len(lines)
                 if sink is not None:
                     sink.write(lines)
     finally:
         if sink is not None:
             sink.close()
-    return encoder.points, lp_bytes
+    return encoded.points, lp_bytes
 
 
 def _stats(path: Path, batch_rows: int, out: Path | None) -> tuple[int, int]:

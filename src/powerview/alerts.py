@@ -106,7 +106,7 @@ class Event:
 
 
 @dataclass
-class Outcome:
+class AlertDelivery:
     """What `notify` did: the events of this run and whether the webhook took them."""
 
     events: list[Event] = field(default_factory=list)
@@ -392,10 +392,10 @@ def notify(
     fmt: Format = "json",
     quiet_s: float = 21_600.0,
     now: float | None = None,
-) -> Outcome:
+) -> AlertDelivery:
     """Send what is new in `report` to the webhook and remember it."""
     moment = time.time() if now is None else now
-    outcome = Outcome(destination=mask_url(url))
+    outcome = AlertDelivery(destination=mask_url(url))
     try:
         _notify(report, state_dir, url, fmt, quiet_s, moment, outcome)
     except OSError as exc:  # the state folder is not writable: said, never a crash
@@ -412,7 +412,7 @@ def _notify(
     fmt: Format,
     quiet_s: float,
     moment: float,
-    outcome: Outcome,
+    outcome: AlertDelivery,
 ) -> None:
     with _locked(state_dir):
         events, kept = plan(report, load_state(state_dir), moment, quiet_s)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
@@ -24,6 +26,7 @@ from powerview.plain_text import PlainConsole, VisibleFormatter
 from powerview.upload_file import OUTCOME_DIRS
 
 if TYPE_CHECKING:
+    from powerview.health import HealthReport
     from powerview.influx import InfluxTarget
     from powerview.report import FileReport, RunReport
 
@@ -43,6 +46,35 @@ log = logging.getLogger("powerview")
 HOOK_QUEUE_TIMEOUT_S = 5.0
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+Document = TypeVar("Document")
+
+# The one --json option: every command that prints a result takes it.
+json_option = click.option(
+    "--json", "json_output", is_flag=True, help="Print the result as JSON instead of text."
+)
+
+
+def _jsonable(value: object) -> str:
+    """What json.dumps cannot encode itself: times as ISO 8601, paths as text."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def render(document: Document, json_output: bool, as_text: Callable[[Document], None]) -> None:
+    """Build the result once, then render it: as JSON, or as text by `as_text`.
+
+    ensure_ascii: a name with undecodable bytes (\\udcxx) stays valid, lossless JSON,
+    and no client's control character reaches the terminal raw.
+    """
+    if json_output:
+        out.print_json(json.dumps(document, default=_jsonable), ensure_ascii=True)
+    else:
+        as_text(document)
 
 
 def _settings(**overrides: Any) -> config.Settings:
@@ -65,7 +97,7 @@ def app() -> None:
 
 
 @app.command("config")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+@json_option
 def show_config(json_output: bool) -> ExitStatus:
     """Print the resolved settings (secrets masked) and where each came from."""
     resolved = config.resolve()
@@ -75,14 +107,15 @@ def show_config(json_output: bool) -> ExitStatus:
                "origin": resolved.origins[name]}
         for name, value in shown.items()
     }  # fmt: skip
-    if json_output:
-        out.print_json(json.dumps(rows))
-        return ExitStatus.OK
+    render(rows, json_output, _config_text)
+    return ExitStatus.OK
+
+
+def _config_text(rows: dict[str, dict[str, str]]) -> None:
     table = Table("variable", "value", "from", box=None)
     for row in rows.values():
         table.add_row(row["variable"], row["value"], row["origin"])
     out.print(table)
-    return ExitStatus.OK
 
 
 @app.group("stack", context_settings=CONTEXT)
@@ -98,16 +131,23 @@ state_dir_option = click.option(
 
 
 @stack_group.command("install")
-def stack_install() -> ExitStatus:
+@json_option
+def stack_install(json_output: bool) -> ExitStatus:
     """Find influxd, or build the pinned version once into the user cache."""
     settings = _settings()
-    out.print(f"influxd: {stack.install_influxd(settings.influxd_binary)}")
+    document = {"influxd": stack.install_influxd(settings.influxd_binary)}
+    render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
     return ExitStatus.OK
+
+
+def _stack_document(state: stack.StackState) -> dict[str, Any]:
+    return dataclasses.asdict(state)
 
 
 @stack_group.command("up")
 @state_dir_option
-def stack_up(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_up(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Start the local InfluxDB (onboarding it on first start); no-op if it runs."""
     settings = _settings(state_dir=state_dir)
     state = stack.stack_up(
@@ -115,65 +155,69 @@ def stack_up(state_dir: Path | None) -> ExitStatus:
         settings.influxd_port,
         org=settings.influxdb_org,
         bucket=settings.meta_bucket,
+        env_file=settings.stack_env_file,
         binary=settings.influxd_binary,
     )
-    verb = "started" if state.started else "already running"
-    health = "healthy" if state.healthy else "NOT healthy"
-    out.print(f"InfluxDB {verb} at {state.url} (pid {state.pid}), {health}")
-    if state.onboarded:
-        out.print(f"  onboarded: org {settings.influxdb_org!r}, bucket {settings.meta_bucket!r}")
-    out.print(f"  data:      {state.data_dir}")
-    out.print(f"  log:       {state.log_file}")
-    out.print(f"  settings:  {state.env_file} (mode 0600, read by every powerview command)")
+    document = {
+        **_stack_document(state), "org": settings.influxdb_org, "bucket": settings.meta_bucket
+    }  # fmt: skip
+    render(document, json_output, _stack_up_text)
     return ExitStatus.OK if state.healthy else ExitStatus.ERROR
+
+
+def _stack_status_text(doc: dict[str, Any]) -> None:
+    if doc["pid"] is None:
+        out.print(f"InfluxDB is not running (data: {doc['data_dir']})")
+    else:
+        health = "healthy" if doc["healthy"] else "NOT healthy"
+        out.print(f"InfluxDB running at {doc['url']} (pid {doc['pid']}), {health}")
+    out.print(f"  binary:    {doc['binary'] or 'not installed (powerview stack install)'}")
+    out.print(f"  log:       {doc['log_file']}")
+    out.print(f"  settings:  {doc['env_file']}")
+
+
+def _stack_up_text(doc: dict[str, Any]) -> None:
+    verb = "started" if doc["started"] else "already running"
+    health = "healthy" if doc["healthy"] else "NOT healthy"
+    out.print(f"InfluxDB {verb} at {doc['url']} (pid {doc['pid']}), {health}")
+    if doc["onboarded"]:
+        out.print(f"  onboarded: org {doc['org']!r}, bucket {doc['bucket']!r}")
+    out.print(f"  data:      {doc['data_dir']}")
+    out.print(f"  log:       {doc['log_file']}")
+    out.print(f"  settings:  {doc['env_file']} (mode 0600, read by every powerview command)")
 
 
 @stack_group.command("down")
 @state_dir_option
-def stack_down(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_down(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Stop the local InfluxDB; its data is kept."""
     settings = _settings(state_dir=state_dir)
     stopped = stack.stack_down(settings.state_dir, settings.influxd_port)
-    out.print("InfluxDB stopped; data kept" if stopped else "InfluxDB was not running")
+    render(
+        {"stopped": stopped},
+        json_output,
+        lambda doc: out.print(
+            "InfluxDB stopped; data kept" if doc["stopped"] else "InfluxDB was not running"
+        ),
+    )
     return ExitStatus.OK
 
 
 @stack_group.command("status")
 @state_dir_option
-def stack_status(state_dir: Path | None) -> ExitStatus:
+@json_option
+def stack_status(state_dir: Path | None, json_output: bool) -> ExitStatus:
     """Say whether the local InfluxDB runs and where its files are."""
     settings = _settings(state_dir=state_dir)
-    state = stack.stack_status(settings.state_dir, settings.influxd_port, settings.influxd_binary)
-    if state.pid is None:
-        out.print(f"InfluxDB is not running (data: {state.data_dir})")
-    else:
-        health = "healthy" if state.healthy else "NOT healthy"
-        out.print(f"InfluxDB running at {state.url} (pid {state.pid}), {health}")
-    out.print(f"  binary:    {state.binary or 'not installed (powerview stack install)'}")
-    out.print(f"  log:       {state.log_file}")
-    out.print(f"  settings:  {state.env_file}")
+    state = stack.stack_status(
+        settings.state_dir, settings.influxd_port, settings.stack_env_file, settings.influxd_binary
+    )
+    render(_stack_document(state), json_output, _stack_status_text)
     return ExitStatus.OK if state.pid is None or state.healthy else ExitStatus.ERROR
 
 
 # -- ingest and parse -------------------------------------------------------
-
-
-def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:
-    """--data-root, else the configured root if it holds the paths, else the paths' own."""
-    if given is not None:
-        return given
-    if all(layout.relative_parts(p, configured) is not None for p in paths):
-        return configured
-    first = paths[0].resolve()
-    if first.is_dir():
-        # A data tree, or a company, campaign or device folder in one: the depth of
-        # the first file below it (<company>/<campaign>/<sn>/<file> is 4) tells which.
-        found = next(layout.find_files([first]), None)
-        depth = len(found.relative_to(first).parts) if found is not None else 4
-        if 1 <= depth < 4 and len(first.parents) > 3 - depth:
-            return first.parents[3 - depth]
-        return first
-    return first.parents[3] if len(first.parents) > 3 else first.parent
 
 
 @app.command("ingest")
@@ -184,7 +228,7 @@ def _data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path
     help="Root of the data tree [env: POWERVIEW_DATA_ROOT].",
 )
 @click.option("--dry-run", is_flag=True, help="Parse and report; write and move nothing.")
-@click.option("--json", "json_output", is_flag=True, help="Print the run report as JSON.")
+@json_option
 def ingest_command(
     paths: tuple[Path, ...], data_root: Path | None, dry_run: bool, json_output: bool
 ) -> ExitStatus:
@@ -206,7 +250,7 @@ def ingest_command(
     from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
 
     settings = _settings()
-    root = _data_root_for(paths, data_root, settings.data_root).resolve()
+    root = layout.data_root_for(paths, data_root, settings.data_root).resolve()
     files = [p.resolve() for p in layout.find_files(paths)]
     options = IngestOptions(
         data_root=root,
@@ -245,10 +289,7 @@ def ingest_command(
     finally:
         if isinstance(target, InfluxTarget):
             target.close()
-    if json_output:
-        out.print_json(json.dumps(run.to_dict()))
-    else:
-        render_run(run, report_path)
+    render(run.to_dict(), json_output, lambda _: render_run(run, report_path))
     if run.count("deferred"):
         return ExitStatus.ERROR
     # Skipped files (not in the data-tree layout) were not ingested either.
@@ -302,10 +343,8 @@ def _short(path: str, base: str) -> str:
 def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     """Print what a device file holds, without any server; counts go to stderr."""
     from powerview.formats import open_device_file
-    from powerview.ingest import parse_options
-    from powerview.lineprotocol import BatchEncoder
+    from powerview.ingest import encode_file, parse_options
     from powerview.report import iso_epoch
-    from powerview.schema import series_for
 
     settings = _settings()
     folder = file.resolve().parent
@@ -314,28 +353,26 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
     campaign = layout.check_name("campaign", campaign or folder.parent.name)
     try:
         with open_device_file(file, parse_options(settings)) as device_file:
-            series = series_for(device_file.header, campaign)
+            encoded = encode_file(device_file, campaign)
             write = sys.stdout.write
-            if to == "lp":
-                encoder = BatchEncoder(series)
-                for batch in device_file.batches():
-                    write(encoder.encode(batch))
-            else:
-                fields = [s.channel_id for s in series]
-                if to == "csv":
-                    csv_out = csv.writer(sys.stdout, lineterminator="\n")
-                    csv_out.writerow(["time", *fields])
-                for batch in device_file.batches():
-                    for epoch, values in zip(batch.epochs, batch.rows(), strict=True):
-                        when = iso_epoch(epoch)
-                        if to == "csv":
-                            csv_out.writerow([when, *("" if v is None else v for v in values)])
-                        else:
-                            record = {
-                                f: float(v) for f, v in zip(fields, values, strict=True)
-                                if v is not None
-                            }  # fmt: skip
-                            write(json.dumps({"time": when, "values": record}) + "\n")
+            fields = [s.channel_id for s in encoded.series]
+            csv_out = csv.writer(sys.stdout, lineterminator="\n")
+            if to == "csv":
+                csv_out.writerow(["time", *fields])
+            for batch, lines in encoded:
+                if to == "lp":
+                    write(lines)
+                    continue
+                for epoch, values in zip(batch.epochs, batch.rows(), strict=True):
+                    when = iso_epoch(epoch)
+                    if to == "csv":
+                        csv_out.writerow([when, *("" if v is None else v for v in values)])
+                    else:
+                        record = {
+                            f: float(v) for f, v in zip(fields, values, strict=True)
+                            if v is not None
+                        }  # fmt: skip
+                        write(json.dumps({"time": when, "values": record}) + "\n")
             sys.stdout.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error of ours.
@@ -353,31 +390,49 @@ def parse_command(file: Path, to: str, campaign: str | None) -> ExitStatus:
 
 @app.command("summary")
 @click.argument("companies", nargs=-1, required=True)
-def summary_command(companies: tuple[str, ...]) -> ExitStatus:
+@json_option
+def summary_command(companies: tuple[str, ...], json_output: bool) -> ExitStatus:
     """Show what InfluxDB holds for companies: points, channels, time range per device."""
     from powerview.influx import summarize_bucket
 
     settings = _settings()
+    for company in companies:
+        layout.check_name("company", company)
     target = open_target(settings)
     try:
-        columns = ("bucket", "campaign", "device", "points", "channels", "first", "last")
-        table = Table(*columns, box=None)
-        for company in companies:
-            layout.check_name("company", company)
-            for row in summarize_bucket(target.client, company):
-                table.add_row(
-                    company,
-                    str(row["campaign"]),
-                    str(row["device_master_sn"]),
-                    f"{row.get('points', 0):,}",
-                    str(row.get("channels", "")),
-                    _when(row.get("first")),
-                    _when(row.get("last")),
-                )
+        rows = [
+            {
+                "bucket": company,
+                "campaign": str(row["campaign"]),
+                "device": str(row["device_master_sn"]),
+                "points": row.get("points", 0),
+                "channels": row.get("channels"),
+                "first": row.get("first"),
+                "last": row.get("last"),
+            }
+            for company in companies
+            for row in summarize_bucket(target.client, company)
+        ]
     finally:
         target.close()
-    out.print(table)
+    render(rows, json_output, _summary_text)
     return ExitStatus.OK
+
+
+def _summary_text(rows: list[dict[str, Any]]) -> None:
+    columns = ("bucket", "campaign", "device", "points", "channels", "first", "last")
+    table = Table(*columns, box=None)
+    for row in rows:
+        table.add_row(
+            row["bucket"],
+            row["campaign"],
+            row["device"],
+            f"{row['points']:,}",
+            "" if row["channels"] is None else str(row["channels"]),
+            _when(row["first"]),
+            _when(row["last"]),
+        )
+    out.print(table)
 
 
 # -- upload events, queue and worker ---------------------------------------
@@ -482,6 +537,7 @@ def worker_command(
 ) -> ExitStatus:
     """Run queued jobs: ingestions and provisionings, with retries."""
     from powerview.queue import JobQueue
+    from powerview.retention import DAY_S, Retention
     from powerview.worker import Worker, WorkerOptions
 
     settings = _settings()
@@ -490,6 +546,11 @@ def worker_command(
         scan_interval_s=settings.scan_interval_s if scan_interval is None else scan_interval,
         settle_s=settings.settle_s,
         memory_limit_mb=settings.worker_memory_limit_mb,
+        retention=Retention(
+            queue_s=settings.queue_retention_days * DAY_S,
+            report_s=settings.report_retention_days * DAY_S,
+            report_dir=settings.report_dir_for(),
+        ),
     )
     queue = JobQueue.in_state_dir(settings.state_dir)
     metrics = None
@@ -510,18 +571,15 @@ def worker_command(
 
 
 @app.group("queue", invoke_without_command=True, context_settings=CONTEXT)
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+@json_option
 @click.option("--all", "show_all", is_flag=True, help="Also list finished jobs.")
 @click.pass_context
 def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitStatus | None:
     """Show what waits, runs and failed in the job queue."""
     if ctx.invoked_subcommand is not None:
         return None
-    from rich.text import Text
-
     from powerview import spool
     from powerview.queue import JobQueue
-    from powerview.upload_file import display
 
     settings = _settings()
     spooled = spool.pending(settings.state_dir)  # events the hook could not queue
@@ -533,15 +591,23 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         oldest = queue.oldest_waiting_age_s()
     finally:
         queue.close()
-    if json_output:
-        rows = [{**job.__dict__, "subject": job.subject} for job in jobs]
-        spool_rows = [{**e.__dict__, "path": str(e.path)} for e in spooled]
-        # ensure_ascii: a path with undecodable bytes stays valid, lossless JSON (\udcxx).
-        document = {
-            "counts": counts, "oldest_waiting_s": oldest, "jobs": rows, "spooled": spool_rows
-        }  # fmt: skip
-        out.print_json(json.dumps(document), ensure_ascii=True)
-        return ExitStatus.OK
+    document = {
+        "counts": counts,
+        "oldest_waiting_s": oldest,
+        "jobs": [{**job.__dict__, "subject": job.subject} for job in jobs],
+        "spooled": [{**e.__dict__, "path": str(e.path)} for e in spooled],
+    }
+    render(document, json_output, _queue_text)
+    return ExitStatus.OK
+
+
+def _queue_text(document: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    from powerview.upload_file import display
+
+    counts, oldest = document["counts"], document["oldest_waiting_s"]
+    spooled, jobs = document["spooled"], document["jobs"]
     age = f", oldest waiting {oldest:.0f} s" if oldest is not None else ""
     in_spool = f", {len(spooled)} spooled" if spooled else ""
     out.print(", ".join(f"{n} {state}" for state, n in counts.items()) + in_spool + age)
@@ -549,24 +615,25 @@ def queue_group(ctx: click.Context, json_output: bool, show_all: bool) -> ExitSt
         table = Table("id", "kind", "state", "tries", "subject", "last error", box=None)
         for event in spooled:
             table.add_row(
-                "-", event.kind or "?", "spooled", "0",
-                Text(display(event.subject or event.path.name)),  # a client's name: plain text
-                "unreadable, set aside" if event.bad else f"waiting {event.age_s:.0f} s",
+                "-", event["kind"] or "?", "spooled", "0",
+                # a client's name: plain text
+                Text(display(event["subject"] or Path(event["path"]).name)),
+                "unreadable, set aside" if event["bad"] else f"waiting {event['age_s']:.0f} s",
             )  # fmt: skip
         for job in jobs:
             table.add_row(
-                str(job.id), job.kind, job.state, str(job.attempts),
-                job.subject, job.last_error or "",
+                str(job["id"]), job["kind"], job["state"], str(job["attempts"]),
+                job["subject"], job["last_error"] or "",
             )  # fmt: skip
         out.print(table)
-    return ExitStatus.OK
 
 
 @queue_group.command("scan")
 @click.argument(
     "data_root", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path)
 )
-def queue_scan(data_root: Path | None) -> ExitStatus:
+@json_option
+def queue_scan(data_root: Path | None, json_output: bool) -> ExitStatus:
     """Queue every file and campaign folder of the data tree that waits."""
     from powerview import events
     from powerview.queue import JobQueue
@@ -583,7 +650,7 @@ def queue_scan(data_root: Path | None) -> ExitStatus:
         events.scan((data_root or settings.data_root).resolve(), add)
     finally:
         queue.close()
-    out.print(f"{added} jobs queued")
+    render({"queued": added}, json_output, lambda doc: out.print(f"{doc['queued']} jobs queued"))
     return ExitStatus.OK
 
 
@@ -597,7 +664,8 @@ def token_group() -> None:
 
 @token_group.command("ensure")
 @click.argument("company")
-def token_ensure(company: str) -> ExitStatus:
+@json_option
+def token_ensure(company: str, json_output: bool) -> ExitStatus:
     """Create the read token if missing (or replace one whose value was lost)."""
     from powerview.provision.downsample import SUFFIXES
     from powerview.provision.tokens import ensure_read_token
@@ -607,36 +675,53 @@ def token_ensure(company: str) -> ExitStatus:
     target = open_target(settings)
     try:
         state = ensure_read_token(
-            target.client, settings.influxdb_org, company, settings.state_dir / "secrets", SUFFIXES
+            target.client, settings.influxdb_org, company, settings.secrets_dir, SUFFIXES
         )
     finally:
         target.close()
-    verb = "created" if state.created else "kept"
-    out.print(f"token for bucket {company!r} {verb}; value in {state.token_file} (mode 0600)")
+    document = {
+        "company": state.company,
+        "id": state.authorization_id,
+        "created": state.created,
+        "token_file": state.token_file,
+    }
+    render(document, json_output, _token_ensure_text)
     return ExitStatus.OK
+
+
+def _token_ensure_text(document: dict[str, Any]) -> None:
+    verb = "created" if document["created"] else "kept"
+    out.print(
+        f"token for bucket {document['company']!r} {verb}; value in {document['token_file']}"
+        " (mode 0600)"
+    )
 
 
 @token_group.command("revoke")
 @click.argument("company")
-def token_revoke(company: str) -> ExitStatus:
+@json_option
+def token_revoke(company: str, json_output: bool) -> ExitStatus:
     """Delete the company's read tokens (its bucket and data stay)."""
     from powerview.provision.tokens import revoke_tokens
 
     settings = _settings()
     target = open_target(settings)
     try:
-        count = revoke_tokens(
-            target.client, settings.influxdb_org, company, settings.state_dir / "secrets"
-        )
+        count = revoke_tokens(target.client, settings.influxdb_org, company, settings.secrets_dir)
     finally:
         target.close()
-    out.print(f"{count} token(s) revoked for {company!r}")
+    render(
+        {"company": company, "revoked": count},
+        json_output,
+        lambda doc: out.print(f"{doc['revoked']} token(s) revoked for {doc['company']!r}"),
+    )
     return ExitStatus.OK
 
 
 @token_group.command("list")
 @click.argument("company", required=False)
-def token_list(company: str | None) -> ExitStatus:
+@json_option
+def token_list(company: str | None, json_output: bool) -> ExitStatus:
     """List PowerView's read tokens (never their values)."""
     from powerview.provision.tokens import find_tokens
 
@@ -646,15 +731,27 @@ def token_list(company: str | None) -> ExitStatus:
         tokens = find_tokens(target.client, settings.influxdb_org, company)
     finally:
         target.close()
-    table = Table("id", "description", "status", "permissions", box=None)
-    for auth in tokens:
-        perms = ", ".join(
-            f"{p.action} {p.resource.type}/{p.resource.name or p.resource.id}"
-            for p in auth.permissions or []
-        )
-        table.add_row(str(auth.id), str(auth.description), str(auth.status), perms)
-    out.print(table)
+    rows = [
+        {
+            "id": str(auth.id),
+            "description": str(auth.description),
+            "status": str(auth.status),
+            "permissions": [
+                f"{p.action} {p.resource.type}/{p.resource.name or p.resource.id}"
+                for p in auth.permissions or []
+            ],
+        }
+        for auth in tokens
+    ]
+    render(rows, json_output, _token_list_text)
     return ExitStatus.OK
+
+
+def _token_list_text(rows: list[dict[str, Any]]) -> None:
+    table = Table("id", "description", "status", "permissions", box=None)
+    for row in rows:
+        table.add_row(row["id"], row["description"], row["status"], ", ".join(row["permissions"]))
+    out.print(table)
 
 
 # -- tenants -----------------------------------------------------------------
@@ -665,63 +762,50 @@ def tenant_group() -> None:
     """A company's resources: InfluxDB bucket and read token, Grafana through Ansible."""
 
 
-def _render_tenant(outcome: Any, check: bool) -> None:
+def _tenant_text(document: dict[str, Any]) -> None:
+    """`tenant create` and `tenant delete` as text: SFTP account, token, Grafana, passwords."""
     from powerview.provision.grafana_ensure import describe_diff
 
-    verb = "would change" if check else "changed"
-    for change in getattr(outcome, "downsample_changes", []):
-        out.print(f"InfluxDB {verb}: {change}", markup=False)
-    if outcome.token_created:
-        out.print(f"read token for bucket {outcome.company!r} created")
-    for note in outcome.notes:
+    verb = "would change" if document["check"] else "changed"
+    company = document["company"]
+    sftpgo = document["sftpgo"]
+    if document["sftp_skipped"]:
+        out.print(f"SFTP account: skipped, {document['sftp_skipped']}")
+    elif sftpgo is not None:
+        if not sftpgo["changes"]:
+            out.print("SFTPGo: no change")
+        for change in sftpgo["changes"]:
+            detail = f" ({change['detail']})" if change["detail"] else ""
+            out.print(f"SFTPGo {verb}: {change['action']} {change['resource']}{detail}")
+            if change["action"] == "update":
+                for line in describe_diff(change["diff"]):
+                    out.print(f"    {line}")
+        if sftpgo["password"]:
+            # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
+            out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
+    for change in document["downsample_changes"]:
+        out.print(f"InfluxDB {verb}: {change}")
+    if document["token_created"]:
+        out.print(f"read token for bucket {company!r} created")
+    for note in document["notes"]:
         out.print(note)
-    if outcome.grafana_skipped:
-        out.print(f"Grafana: skipped, {outcome.grafana_skipped}")
-    elif outcome.grafana is not None:
-        changes = outcome.grafana.changes
-        if not changes:
+    grafana = document["grafana"]
+    if document["grafana_skipped"]:
+        out.print(f"Grafana: skipped, {document['grafana_skipped']}")
+    elif grafana is not None:
+        if not grafana["changes"]:
             out.print("Grafana: no change")
-        # One before/after per change, in the same order, when the module returned them.
-        diffs = outcome.grafana.diffs if len(outcome.grafana.diffs) == len(changes) else []
-        for index, change in enumerate(changes):
+        for change in grafana["changes"]:
             detail = f" ({change['detail']})" if change.get("detail") else ""
-            line = f"Grafana {verb}: {change['action']} {change['resource']}{detail}"
-            out.print(line, markup=False)
-            if diffs and change["action"] == "update":
-                for field in describe_diff(diffs[index]):
-                    out.print(f"    {field}", markup=False)
-        for warning in outcome.grafana.warnings:
-            err.print(f"warning: {warning}", markup=False)
-    if outcome.password_file:
-        path = Path(outcome.password_file)
-        # Shown once: printed now, then removed from disk.
-        out.print(f"default user user_{outcome.company} password: {path.read_text().strip()}")
-        path.unlink()
-
-
-def _render_sftp(outcome: Any, check: bool) -> None:
-    """The SFTP account step: each change with its fields, and a new password shown once."""
-    from powerview.provision.grafana_ensure import describe_diff
-
-    if outcome.sftp_skipped:
-        out.print(f"SFTP account: skipped, {outcome.sftp_skipped}", markup=False)
-        return
-    if outcome.sftpgo is None:
-        return
-    verb = "would change" if check else "changed"
-    if not outcome.sftpgo.changes:
-        out.print("SFTPGo: no change")
-    for change in outcome.sftpgo.changes:
-        detail = f" ({change.detail})" if change.detail else ""
-        out.print(f"SFTPGo {verb}: {change.action} {change.resource}{detail}", markup=False)
-        if change.action == "update":
-            for line in describe_diff(change.diff()):
-                out.print(f"    {line}", markup=False)
-    if outcome.sftpgo.password:
-        # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
-        out.print(
-            f"SFTPGo user {outcome.company} password: {outcome.sftpgo.password}", markup=False
-        )
+            out.print(f"Grafana {verb}: {change['action']} {change['resource']}{detail}")
+            if "diff" in change and change["action"] == "update":
+                for field in describe_diff(change["diff"]):
+                    out.print(f"    {field}")
+        for warning in grafana["warnings"]:
+            err.print(f"warning: {warning}")
+    if document["default_user_password"]:
+        # Shown once: taken from disk when the result was built.
+        out.print(f"default user user_{company} password: {document['default_user_password']}")
 
 
 def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
@@ -755,6 +839,7 @@ def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
     "--sftp-password", is_flag=True, help="Give the SFTP user a new password (shown once)."
 )
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
+@json_option
 def tenant_create(
     company: str,
     campaigns: tuple[str, ...],
@@ -762,6 +847,7 @@ def tenant_create(
     sftp_keys: tuple[Path, ...],
     sftp_password: bool,
     check: bool,
+    json_output: bool,
 ) -> ExitStatus:
     """Create or keep a company's SFTP account, bucket, read token and Grafana resources."""
     from powerview.provision import create_tenant
@@ -776,8 +862,7 @@ def tenant_create(
         sftp_keys=_public_keys(sftp_keys),
         sftp_password=sftp_password,
     )
-    _render_sftp(outcome, check)
-    _render_tenant(outcome, check)
+    render(outcome.take_result(check), json_output, _tenant_text)
     return ExitStatus.OK
 
 
@@ -785,75 +870,45 @@ def tenant_create(
 @click.argument("company")
 @click.option("--with-user", is_flag=True, help="Also delete user_<company>.")
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
-def tenant_delete(company: str, with_user: bool, check: bool) -> ExitStatus:
+@json_option
+def tenant_delete(company: str, with_user: bool, check: bool, json_output: bool) -> ExitStatus:
     """Remove a company's SFTPGo login and Grafana resources; its files and data stay."""
     from powerview.provision import delete_tenant
 
     settings = _settings()
     outcome = delete_tenant(settings, company, with_user=with_user, check=check)
-    _render_sftp(outcome, check)
-    _render_tenant(outcome, check)
+    render(outcome.take_result(check), json_output, _tenant_text)
     return ExitStatus.OK
 
 
 @tenant_group.command("list")
-@click.option("--json", "json_output", is_flag=True, help="Print JSON.")
+@json_option
 def tenant_list(json_output: bool) -> ExitStatus:
     """Companies with a bucket (or an SFTPGo user): read token, and SFTPGo user when managed."""
-    from powerview.provision.downsample import SUFFIXES
-    from powerview.provision.sftpgo import SftpgoApi, user_summary
-    from powerview.provision.tokens import find_tokens, read_token
+    from powerview.provision import list_tenants
 
     settings = _settings()
-    target = open_target(settings)
-    try:
-        buckets = target.client.buckets_api().find_buckets(limit=100).buckets or []
-        tokens = {t.description for t in find_tokens(target.client, settings.influxdb_org)}
-    finally:
-        target.close()
-    names = {
-        b.name
-        for b in buckets
-        if not b.name.startswith("_")
-        and b.name != settings.meta_bucket
-        and not b.name.endswith(SUFFIXES[1:])  # a company's downsampled buckets
-    }
-    sftp_users: dict[str, dict[str, Any]] | None = None
-    if settings.sftp_server == "sftpgo":
-        with SftpgoApi.from_settings(settings) as api:
-            sftp_users = {u["username"]: u for u in api.list_all("users")}
-        home = settings.data_root.resolve()
-        names |= {n for n, u in sftp_users.items() if u.get("home_dir") == str(home / n)}
-    secrets = settings.state_dir.resolve() / "secrets"
-    rows = []
-    for name in sorted(names):
-        row: dict[str, Any] = {
-            "company": name,
-            "bucket": name in {b.name for b in buckets},
-            "read_token": f"powerview_token_for_bucket_{name}" in tokens,
-            "token_on_file": read_token(secrets, name) is not None,
-        }
-        if sftp_users is not None:
-            row.update(user_summary(sftp_users.get(name)))
-        rows.append(row)
-    if json_output:
-        out.print_json(json.dumps(rows))
-        return ExitStatus.OK
+    render(list_tenants(settings), json_output, _tenant_list_text)
+    return ExitStatus.OK
+
+
+def _tenant_list_text(rows: list[dict[str, Any]]) -> None:
+    # The SFTPGo columns when PowerView manages SFTPGo (every row then has them).
+    managed = bool(rows) and "sftpgo_user" in rows[0]
     columns = ["company", "read token", "token value on file"]
-    if sftp_users is not None:
+    if managed:
         columns += ["SFTPGo user", "keys", "password"]
     table = Table(*columns, box=None)
     for row in rows:
         cells = [row["company"], "yes" if row["read_token"] else "no"]
         cells.append("yes" if row["token_on_file"] else "no")
-        if sftp_users is not None:
+        if managed:
             cells.append(row["sftpgo_user"])
             cells.append(str(row.get("sftpgo_keys", "")))
             password = row.get("sftpgo_password")
             cells.append("" if password is None else "set" if password else "none")
         table.add_row(*cells)
     out.print(table)
-    return ExitStatus.OK
 
 
 # -- downsampled history ---------------------------------------------------------
@@ -867,7 +922,8 @@ def downsample_group() -> None:
 @downsample_group.command("ensure")
 @click.argument("company")
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
-def downsample_ensure(company: str, check: bool) -> ExitStatus:
+@json_option
+def downsample_ensure(company: str, check: bool, json_output: bool) -> ExitStatus:
     """Create or update the buckets' retention and the tasks (idempotent)."""
     from powerview.provision.downsample import ensure_downsampling
 
@@ -877,12 +933,17 @@ def downsample_ensure(company: str, check: bool) -> ExitStatus:
         outcome = ensure_downsampling(target.client, settings, company, check=check)
     finally:
         target.close()
-    verb = "would change" if check else "changed"
-    for change in outcome.changes:
-        out.print(f"{verb}: {change}", markup=False)
-    if not outcome.changes:
-        out.print(f"downsampling of {company!r}: no change")
+    document = {"company": company, "check": check, "changes": list(outcome.changes)}
+    render(document, json_output, _downsample_text)
     return ExitStatus.OK
+
+
+def _downsample_text(document: dict[str, Any]) -> None:
+    verb = "would change" if document["check"] else "changed"
+    for change in document["changes"]:
+        out.print(f"{verb}: {change}")
+    if not document["changes"]:
+        out.print(f"downsampling of {document['company']!r}: no change")
 
 
 def _moment(value: str | None) -> dt.datetime | None:
@@ -924,7 +985,7 @@ def downsample_backfill(company: str, start: str | None, stop: str | None) -> Ex
 
 
 @app.command("health")
-@click.option("--json", "json_output", is_flag=True, help="Print the checks as JSON.")
+@json_option
 @click.option(
     "--notify",
     is_flag=True,
@@ -940,8 +1001,6 @@ def health_command(json_output: bool, notify: bool) -> int:
     files rejected or deferred in the last hour. The first line of output is
     a monitoring-plugin status line (Nagios, Icinga).
     """
-    from rich.text import Text
-
     from powerview import alerts, health
 
     try:
@@ -964,35 +1023,45 @@ def health_command(json_output: bool, notify: bool) -> int:
         status = report.status
         if settings.heartbeat_url is not None and status.severity <= health.Status.WARNING.severity:
             report.checks.append(alerts.ping_heartbeat(settings.heartbeat_url.get_secret_value()))
-    if json_output:
-        out.print_json(json.dumps(report.to_dict()))
-        return report.status
+    render(report.to_dict(), json_output, lambda _: _health_text(report))
+    return report.status
+
+
+def _health_text(report: HealthReport) -> None:
+    """The monitoring-plugin status line (with perfdata), then one row a check."""
+    from rich.text import Text
+
     perfdata = report.perfdata()
-    out.print(report.summary() + (f" | {perfdata}" if perfdata else ""), markup=False)
+    out.print(report.summary() + (f" | {perfdata}" if perfdata else ""))
     table = Table("check", "status", "message", box=None)
     colours = {0: "green", 1: "yellow", 2: "red", 3: "magenta"}
     for check in report.checks:
         label = Text(check.status.name, style=colours[check.status])
         table.add_row(check.name, label, Text(check.message))
     out.print(table)
-    return report.status
 
 
 @tenant_group.command("admin-dashboard")
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
-def admin_dashboard_command(check: bool) -> ExitStatus:
+@json_option
+def admin_dashboard_command(check: bool, json_output: bool) -> ExitStatus:
     """Provision the ingestion dashboard (meta bucket) in the admin's own Grafana org."""
     from powerview.provision.admin_dashboard import provision_admin_dashboard
 
     settings = _settings()
     changes = provision_admin_dashboard(settings, check=check)
-    verb = "would change" if check else "changed"
-    for change in changes:
-        detail = f" ({change.detail})" if change.detail else ""
-        out.print(f"Grafana {verb}: {change.action} {change.resource}{detail}")
-    if not changes:
-        out.print("admin dashboard: no change")
+    document = {"check": check, "changes": [change.summary() for change in changes]}
+    render(document, json_output, _admin_dashboard_text)
     return ExitStatus.OK
+
+
+def _admin_dashboard_text(document: dict[str, Any]) -> None:
+    verb = "would change" if document["check"] else "changed"
+    for change in document["changes"]:
+        detail = f" ({change['detail']})" if change["detail"] else ""
+        out.print(f"Grafana {verb}: {change['action']} {change['resource']}{detail}")
+    if not document["changes"]:
+        out.print("admin dashboard: no change")
 
 
 def open_target(settings: config.Settings) -> InfluxTarget:

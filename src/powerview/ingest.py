@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +26,11 @@ from powerview.exceptions import (
     NameRuleError,
     UnsafeUploadError,
 )
-from powerview.formats import Header, ParseOptions, open_device_file
+from powerview.formats import DeviceFile, Header, ParseOptions, RowBatch, open_device_file
 from powerview.influx import InfluxTarget, LineWriter
 from powerview.lineprotocol import BatchEncoder
 from powerview.report import META_PRECISION, ChannelReport, FileReport, RunReport, iso_epoch
-from powerview.schema import series_for
+from powerview.schema import Series, series_for
 from powerview.settings import Settings
 from powerview.stats import FileStats
 from powerview.upload_file import Upload, display, name_problem, open_upload, split_below
@@ -53,6 +53,35 @@ def parse_options(settings: Settings, now: float | None = None) -> ParseOptions:
         max_columns=settings.max_columns,
         max_file_bytes=settings.max_file_bytes,
     )
+
+
+class EncodedFile:
+    """The line protocol of one opened device file, batch by batch (see `encode_file`)."""
+
+    def __init__(
+        self, device_file: DeviceFile, campaign: str, batch_rows: int | None = None
+    ) -> None:
+        self.series: tuple[Series, ...] = series_for(device_file.header, campaign)
+        self._device_file = device_file
+        self._batch_rows = batch_rows
+        self._encoder = BatchEncoder(self.series)
+
+    def __iter__(self) -> Iterator[tuple[RowBatch, str]]:
+        for batch in self._device_file.batches(self._batch_rows):
+            yield batch, self._encoder.encode(batch)
+
+    @property
+    def points(self) -> int:
+        """Lines encoded so far (all of them once iterated)."""
+        return self._encoder.points
+
+
+def encode_file(
+    device_file: DeviceFile, campaign: str, batch_rows: int | None = None
+) -> EncodedFile:
+    """The one encoding loop: `ingest`, `parse --to lp` and the golden tests all use it,
+    so what `parse` prints is exactly what `ingest` writes."""
+    return EncodedFile(device_file, campaign, batch_rows)
 
 
 def write_run(run: RunReport, target: InfluxTarget, settings: Settings, data_root: Path) -> Path:
@@ -174,18 +203,18 @@ def _stream_into(
                 f"folder {location.device_sn} holds a file of master {header.master_sn}; "
                 "the file's serial is used"
             )
-        series = series_for(header, location.campaign)
-        encoder = BatchEncoder(series)
+        encoded = encode_file(device_file, location.campaign, rows_per_write)
+        series = encoded.series
         stats = FileStats(width)
         writer.ensure_bucket(location.company)
-        for batch in device_file.batches(rows_per_write):
+        for batch, lines in encoded:
             stats.add(batch)
-            writer.write(location.company, encoder.encode(batch))
+            writer.write(location.company, lines)
         writer.flush()
         counts = device_file.counts.as_dict()
         counts |= {
             "nb_rejected_rows": device_file.counts.nb_rejected_rows,
-            "nb_points": encoder.points,
+            "nb_points": encoded.points,
             "nb_channels": width,
         }
         report.counts = counts
@@ -209,7 +238,7 @@ def _stream_into(
             )
             for s, c in zip(series, stats.channels, strict=True)
         ]
-    if encoder.points == 0:
+    if encoded.points == 0:
         raise FormatError(f"no valid data rows ({counts['nb_rows']} rows read)")
     report.partial = bool(counts["nb_rejected_rows"] or counts["nb_invalid_values"])
     report.status = "success"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from powerview.exceptions import NameRuleError
-from powerview.upload_file import OUTCOME_DIRS, Outcome, open_in_folder
+from powerview.upload_file import OUTCOME_DIRS, OutcomeFolder, open_in_folder
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
@@ -137,7 +137,7 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def move_to_outcome(path: Path, outcome: Outcome) -> Path:
+def move_to_outcome(path: Path, outcome: OutcomeFolder) -> Path:
     """Move `path` into `<its folder>/<outcome>/`, never replacing an existing file.
 
     link() then unlink(): link fails atomically when the name is taken, so a
@@ -157,3 +157,22 @@ def finish_interrupted_move(path: Path) -> Path | None:
     """
     with open_in_folder(path) as upload:
         return upload.finish_interrupted_move()
+
+
+def data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:
+    """The data root for operator-given paths: `given` (--data-root), else `configured`
+    if it holds them all, else the root the first path's place in the layout implies."""
+    if given is not None:
+        return given
+    if all(relative_parts(p, configured) is not None for p in paths):
+        return configured
+    first = paths[0].resolve()
+    if first.is_dir():
+        # A data tree, or a company, campaign or device folder in one: the depth of
+        # the first file below it (<company>/<campaign>/<sn>/<file> is 4) tells which.
+        found = next(find_files([first]), None)
+        depth = len(found.relative_to(first).parts) if found is not None else 4
+        if 1 <= depth < 4 and len(first.parents) > 3 - depth:
+            return first.parents[3 - depth]
+        return first
+    return first.parents[3] if len(first.parents) > 3 else first.parent

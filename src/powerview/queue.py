@@ -37,7 +37,6 @@ from powerview.processes import pid_alive
 JobKind = Literal["ingest", "provision"]
 JobState = Literal["queued", "running", "done", "failed"]
 QUEUE_FILE = "queue.sqlite3"
-DONE_RETENTION_S = 7 * 86_400
 _BYTES_KEY = "#b64:"
 
 _SCHEMA = """
@@ -411,7 +410,9 @@ class JobQueue:
                     taken += 1
         return taken
 
-    def prune(self, older_than_s: float = DONE_RETENTION_S) -> int:
+    def prune(self, older_than_s: float) -> int:
+        """Delete done jobs finished over `older_than_s` ago (POWERVIEW_QUEUE_RETENTION_DAYS);
+        failed and waiting ones stay."""
         with self._transaction() as db:
             cursor = db.execute(
                 "DELETE FROM jobs WHERE state = 'done' AND finished_at < ?",

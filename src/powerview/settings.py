@@ -138,6 +138,16 @@ class Settings(BaseSettings):
         2, ge=1, le=64, validation_alias=_env("POWERVIEW_WORKER_CONCURRENCY")
     )
     scan_interval_s: float = Field(300.0, ge=0, validation_alias=_env("POWERVIEW_SCAN_INTERVAL_S"))
+    # Done queue rows serve `powerview queue --all` and debugging a recent upload: a
+    # week covers a long weekend's questions. Reports are what a client's "my file
+    # is missing" is answered from: 90 days covers a quarter's review, and the meta
+    # bucket keeps every file's summary beyond. 0 keeps them forever.
+    queue_retention_days: float = Field(
+        7.0, ge=0, validation_alias=_env("POWERVIEW_QUEUE_RETENTION_DAYS")
+    )
+    report_retention_days: float = Field(
+        90.0, ge=0, validation_alias=_env("POWERVIEW_REPORT_RETENTION_DAYS")
+    )
     settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
@@ -366,7 +376,13 @@ class Settings(BaseSettings):
 
     @property
     def stack_env_file(self) -> Path:
+        """Where `powerview stack up` writes the local InfluxDB's settings (read on load)."""
         return self.state_dir / STACK_ENV_NAME
+
+    @property
+    def secrets_dir(self) -> Path:
+        """The 0700 folder of token values and one-time passwords: the one place it is named."""
+        return self.state_dir.resolve() / "secrets"
 
     @classmethod
     def settings_customise_sources(

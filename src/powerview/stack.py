@@ -27,6 +27,7 @@ from powerview.exceptions import StackError
 from powerview.private_files import write_private
 from powerview.processes import pid_alive
 
+# The one pin: scripts/install-influxd reads this line (keep its shape).
 INFLUXD_VERSION = "v2.8.0"
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25
@@ -61,7 +62,7 @@ def install_influxd(configured: Path | None = None) -> Path:
             "no influxd binary found (set POWERVIEW_INFLUXD, or run scripts/install-influxd "
             "from a PowerView checkout)"
         )
-    env = dict(os.environ)
+    env = {**os.environ, "POWERVIEW_INFLUXD_VERSION": INFLUXD_VERSION}
     if configured is not None:
         env["POWERVIEW_INFLUXD"] = str(configured)
     result = subprocess.run(
@@ -332,10 +333,17 @@ def local_server(state_dir: Path, port: int, binary: Path) -> InfluxServer:
 
 
 def stack_up(
-    state_dir: Path, port: int, org: str, bucket: str, binary: Path | None = None
+    state_dir: Path,
+    port: int,
+    org: str,
+    bucket: str,
+    env_file: Path,
+    binary: Path | None = None,
 ) -> StackState:
-    """Start (and on first start onboard) the local InfluxDB; a no-op when it runs."""
-    env_file = state_dir / "stack.env"
+    """Start (and on first start onboard) the local InfluxDB; a no-op when it runs.
+
+    `env_file` (`Settings.stack_env_file`) gets the credentials of the onboarding.
+    """
     server = local_server(state_dir, port, install_influxd(binary))
     running = server.running_pid()
     pid = server.start()
@@ -383,13 +391,15 @@ def stack_down(state_dir: Path, port: int) -> bool:
     return InfluxServer(Path("influxd"), stack_data_dir(state_dir).resolve(), port).stop()
 
 
-def stack_status(state_dir: Path, port: int, binary: Path | None = None) -> StackState:
+def stack_status(
+    state_dir: Path, port: int, env_file: Path, binary: Path | None = None
+) -> StackState:
     server = InfluxServer(Path("influxd"), stack_data_dir(state_dir).resolve(), port)
     pid = server.running_pid()
     return StackState(
         url=server.url,
         data_dir=server.data_dir,
-        env_file=state_dir / "stack.env",
+        env_file=env_file,
         log_file=server.log_file,
         binary=find_influxd(binary),
         pid=pid,

@@ -30,8 +30,9 @@ from typing import BinaryIO, Literal
 
 from powerview.exceptions import NameRuleError, UnsafeUploadError
 
-Outcome = Literal["parsed", "error"]
-OUTCOME_DIRS: tuple[Outcome, ...] = ("parsed", "error")
+# The folder a finished upload is moved to, beside it.
+OutcomeFolder = Literal["parsed", "error"]
+OUTCOME_DIRS: tuple[OutcomeFolder, ...] = ("parsed", "error")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted under the upload's name must not block the worker.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -134,7 +135,7 @@ class Upload:
 
     # -- moves -------------------------------------------------------------------
 
-    def outcome_dir(self, outcome: Outcome) -> int:
+    def outcome_dir(self, outcome: OutcomeFolder) -> int:
         """The descriptor of `<device>/<outcome>/`, made if needed, checked, never followed.
 
         It must be a real folder on the device folder's file system, owned by
@@ -151,7 +152,7 @@ class Upload:
         self._outcome_fds[outcome] = fd
         return fd
 
-    def check_outcome_dir(self, outcome: Outcome) -> None:
+    def check_outcome_dir(self, outcome: OutcomeFolder) -> None:
         """Refuse now (UnsafeUploadError) an existing `outcome/` that `move_to` would refuse."""
         if outcome not in self._outcome_fds:
             fd = self._open_dir(outcome)
@@ -181,7 +182,7 @@ class Upload:
             )
         return fd
 
-    def move_to(self, outcome: Outcome) -> Path:
+    def move_to(self, outcome: OutcomeFolder) -> Path:
         """Move the opened file into `<device>/<outcome>/`, never replacing a file there.
 
         The new name is linked from the open descriptor (`/proc/self/fd`), so it

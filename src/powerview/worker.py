@@ -5,6 +5,7 @@ Jobs run in a pool of processes (ingestion is CPU-bound Python), at most
 its heartbeat, takes back jobs of dead workers, and every `scan_interval_s`
 scans the data tree for files no event announced (a missed inotify event, a
 hook killed by its timeout); events the hook spooled are queued at every turn.
+At start and hourly it prunes done jobs and old run reports (retention.py).
 Infrastructure failures are retried with exponential backoff; a job that keeps
 failing is marked failed, and the next scan queues its file again if it is
 still waiting.
@@ -40,6 +41,7 @@ from powerview import events, spool
 from powerview import settings as config
 from powerview.processes import pid_alive
 from powerview.queue import Job, JobQueue, this_owner
+from powerview.retention import HOUSEKEEPING_INTERVAL_S, Retention, housekeep
 
 if TYPE_CHECKING:
     from powerview.metrics import WorkerMetrics
@@ -63,6 +65,7 @@ class WorkerOptions:
     max_backoff_s: float = 300.0
     max_crashes: int = 3  # deaths of a pool process running the job before error/
     memory_limit_mb: int = 1024  # address space of each pool process; 0: no limit
+    retention: Retention | None = None  # None: no housekeeping (tests of the loop alone)
 
 
 def backoff_s(attempts: int, cap: float) -> float:
@@ -281,6 +284,7 @@ class Worker:
         self._pool = self._new_pool()
         next_scan = 0.0
         next_beat = 0.0
+        next_housekeeping = 0.0
         try:
             self.queue.recover(alive={self.owner})
             while not self._stop.is_set():
@@ -291,6 +295,9 @@ class Worker:
                 if now >= next_scan and self.options.scan_interval_s > 0:
                     self._scan()
                     next_scan = now + self.options.scan_interval_s
+                if now >= next_housekeeping and self.options.retention is not None:
+                    housekeep(self.queue, self.options.retention)
+                    next_housekeeping = now + HOUSEKEEPING_INTERVAL_S
                 # Events the hook could not queue: a listdir when there are none.
                 spool.drain(self.queue)
                 self._fill()

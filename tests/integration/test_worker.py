@@ -11,8 +11,10 @@ import datetime as dt
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from powerview import events
 from powerview.influx import InfluxTarget, make_client
 from powerview.provision.tokens import ensure_bucket as ensure_company_bucket
 from powerview.provision.tokens import find_tokens, read_token, revoke_tokens
-from powerview.queue import Job
+from powerview.queue import QUEUE_FILE, Job
 from tests.factories import Export
 from tests.integration.helpers_events import (
     Site,
@@ -394,3 +396,84 @@ def _provision_and_check(
     assert second.result["token_created"] is False
     assert read_token(secrets, company) == token
     assert len(find_tokens(admin, influxdb.org, company)) == 1
+
+
+def _finished_days_ago(site: Site, job_id: int, days: float) -> None:
+    """Age a finished job: the clock is moved back in its row, not waited for."""
+    with sqlite3.connect(site.state / QUEUE_FILE) as db:
+        db.execute(
+            "UPDATE jobs SET finished_at = ? WHERE id = ?", (time.time() - days * 86_400, job_id)
+        )
+
+
+def _modified_days_ago(path: Path, days: float) -> None:
+    moment = time.time() - days * 86_400
+    os.utime(path, (moment, moment), follow_symlinks=False)
+
+
+def test_the_worker_prunes_old_done_jobs_and_old_reports_only(
+    site: Site, company: str, influxdb, tmp_path: Path
+) -> None:
+    paths = device_files(site, company, 2, rows=5)
+    enqueue_files(site, paths)
+    env = influx_env(
+        site,
+        influxdb,
+        POWERVIEW_QUEUE_RETENTION_DAYS="7",
+        POWERVIEW_REPORT_RETENTION_DAYS="90",
+    )
+    worker(site, env)
+    old_job, recent_job = [job.id for job in site.jobs()]
+    queue = site.queue()
+    try:  # a job that failed long ago: a problem still to look at, never pruned
+        queue.enqueue("provision", f"{company}/gone", {"company": company, "campaign": "gone"})
+        failed = queue.claim("test", 60)
+        assert failed is not None
+        queue.retry_or_fail(failed, "refused", None)
+    finally:
+        queue.close()
+    _finished_days_ago(site, old_job, 8)
+    _finished_days_ago(site, failed.id, 30)
+    old_report, recent_report = sorted(site.reports.glob("tsv_run_*.json"))
+    _modified_days_ago(old_report, 91)
+    # Old files the worker did not write, or that a report's name only points to, stay.
+    notes = site.reports / "notes.json"
+    notes.write_text("{}")
+    _modified_days_ago(notes, 400)
+    elsewhere = tmp_path / "tsv_run_20250101T000000Z_abcdef123456.json"
+    elsewhere.write_text("{}")
+    _modified_days_ago(elsewhere, 400)
+    link = site.reports / "tsv_run_20250101T000000Z_0123456789ab.json"
+    link.symlink_to(elsewhere)
+    _modified_days_ago(link, 400)
+
+    worker(site, env)
+
+    assert {(job.id, job.state) for job in site.jobs()} == {
+        (recent_job, "done"),
+        (failed.id, "failed"),
+    }
+    assert sorted(p.name for p in site.reports.iterdir()) == sorted(
+        [recent_report.name, notes.name, link.name]
+    )
+    assert link.is_symlink()
+    assert elsewhere.read_text() == "{}"
+
+
+def test_retention_zero_keeps_done_jobs_and_reports_forever(
+    site: Site, company: str, influxdb
+) -> None:
+    enqueue_files(site, device_files(site, company, 1, rows=5))
+    env = influx_env(
+        site, influxdb, POWERVIEW_QUEUE_RETENTION_DAYS="0", POWERVIEW_REPORT_RETENTION_DAYS="0"
+    )
+    worker(site, env)
+    (job,) = site.jobs()
+    (report,) = site.reports.glob("tsv_run_*.json")
+    _finished_days_ago(site, job.id, 3_650)
+    _modified_days_ago(report, 3_650)
+
+    worker(site, env)
+
+    assert [j.id for j in site.jobs()] == [job.id]
+    assert report.is_file()

@@ -472,3 +472,21 @@ def test_an_unreachable_influxdb_is_one_readable_line_and_traceback_shows_the_ca
     assert "urllib3.exceptions.MaxRetryError" in detailed.err  # the cause, kept
     assert "ConnectionRefusedError" in detailed.err
     assert detailed.err.strip().splitlines()[-1] == expected
+
+
+def test_stack_status_and_down_json_say_what_the_text_says(powerview: Run, tmp_path: Path) -> None:
+    state = tmp_path / "stack-state"
+
+    text = powerview("stack", "status", "--state-dir", str(state))
+    shown = powerview("stack", "status", "--state-dir", str(state), "--json")
+    down = powerview("stack", "down", "--state-dir", str(state), "--json")
+
+    assert text.status == shown.status == 0
+    document = json.loads(shown.out)
+    assert document["pid"] is None
+    assert document["healthy"] is False
+    assert f"InfluxDB is not running (data: {document['data_dir']})" in text.out
+    assert f"settings:  {document['env_file']}" in text.out
+    assert document["env_file"] == str(state / "stack.env")
+    assert down.status == 0
+    assert json.loads(down.out) == {"stopped": False}

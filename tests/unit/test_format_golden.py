@@ -19,8 +19,7 @@ import pytest
 
 from powerview.exceptions import FormatError
 from powerview.formats import FORMATS, ParseOptions, open_device_file
-from powerview.lineprotocol import BatchEncoder
-from powerview.schema import series_for
+from powerview.ingest import encode_file
 
 TESTDATA = Path(__file__).parent / "testdata" / "formats"
 NO_FORMAT = "none"
@@ -32,13 +31,13 @@ def case_id(case: Path) -> str:
 
 
 def parse_to_lp(path: Path) -> tuple[str, dict[str, int], int, str]:
-    """What `powerview parse --to lp` does: the text, the non-zero counts, the points,
-    and the model tag of the file read."""
+    """What `powerview parse --to lp` prints and `ingest` writes (one `encode_file` for
+    all three): the text, the non-zero counts, the points, and the model tag read."""
     with open_device_file(path, ParseOptions()) as device_file:
-        encoder = BatchEncoder(series_for(device_file.header, "c1"))
-        text = "".join(encoder.encode(batch) for batch in device_file.batches())
+        encoded = encode_file(device_file, "c1")
+        text = "".join(lines for _batch, lines in encoded)
     counts = {key: value for key, value in device_file.counts.as_dict().items() if value}
-    return text, counts, encoder.points, device_file.header.model_tag
+    return text, counts, encoded.points, device_file.header.model_tag
 
 
 def test_cases_are_grouped_by_a_registered_format() -> None:

@@ -10,6 +10,7 @@ import pytest
 from powerview.exceptions import NameRuleError
 from powerview.layout import (
     check_name,
+    data_root_for,
     find_files,
     finish_interrupted_move,
     is_candidate,
@@ -273,3 +274,31 @@ def test_finish_interrupted_move_leaves_other_files_alone(root: Path, tmp_path: 
     put(device / "parsed" / "linked.tsv")  # same name, another file
     assert finish_interrupted_move(linked) is None
     assert linked.exists()
+
+
+def _tree(tmp_path: Path) -> Path:
+    """A data tree with one device file: <root>/acme/c1/02001171/T302_x.tsv."""
+    device = tmp_path / "root" / "acme" / "c1" / "02001171"
+    device.mkdir(parents=True)
+    (device / "T302_x.tsv").write_text("START_HEADER\n")
+    return tmp_path / "root"
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 4])
+def test_data_root_for_a_path_is_the_root_its_place_in_the_layout_implies(
+    tmp_path: Path, depth: int
+) -> None:
+    root = _tree(tmp_path)
+    given = root.joinpath(*["acme", "c1", "02001171", "T302_x.tsv"][:depth])
+    elsewhere = tmp_path / "configured"
+
+    assert data_root_for((given,), None, elsewhere) == root.resolve()
+
+
+def test_data_root_for_prefers_the_option_then_the_configured_root(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    device = root / "acme" / "c1" / "02001171"
+    other = tmp_path / "other"
+
+    assert data_root_for((device,), other, root) == other
+    assert data_root_for((device,), None, root) == root

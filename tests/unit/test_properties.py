@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from powerview.exceptions import FormatError
 from powerview.formats import ParseCounts, ParseOptions, open_device_file
 from powerview.formats.mv import MODEL_TAGS
-from powerview.lineprotocol import BatchEncoder
-from powerview.schema import series_for
+from powerview.ingest import encode_file
 from tests.factories import Export
 
 SETTINGS = settings(
@@ -78,7 +77,7 @@ def exports(draw: st.DrawFn) -> Generated:
 
 
 @dataclass
-class Outcome:
+class ParsedFile:
     counts: ParseCounts
     epochs: list[int]
     values: int  # non-None values emitted
@@ -87,14 +86,14 @@ class Outcome:
     width: int
 
 
-def parse(path: Path, content: bytes, batch_rows: int) -> Outcome:
+def parse(path: Path, content: bytes, batch_rows: int) -> ParsedFile:
     path.write_bytes(content)
     with open_device_file(path, ParseOptions()) as device_file:
         header = device_file.header
-        encoder = BatchEncoder(series_for(header, "c1"))
+        encoded = encode_file(device_file, "c1", batch_rows)
         epochs: list[int] = []
         values = 0
-        for batch in device_file.batches(batch_rows):
+        for batch, text in encoded:
             assert 0 < len(batch.epochs) <= batch_rows
             assert batch.width == len(header.columns)
             assert len(batch.values) == batch.width * len(batch.epochs)
@@ -105,16 +104,15 @@ def parse(path: Path, content: bytes, batch_rows: int) -> Outcome:
                 assert value.isascii(), value
                 assert value.strip() == value, value
                 assert math.isfinite(float(value)), value
-            text = encoder.encode(batch)
             assert text.count("\n") == len(present)
             epochs.extend(batch.epochs)
             values += len(present)
-    return Outcome(
-        device_file.counts, epochs, values, encoder.points, header.phase, len(header.columns)
+    return ParsedFile(
+        device_file.counts, epochs, values, encoded.points, header.phase, len(header.columns)
     )
 
 
-def assert_counts_add_up(outcome: Outcome) -> None:
+def assert_counts_add_up(outcome: ParsedFile) -> None:
     counts = outcome.counts
     assert counts.nb_rows == counts.nb_valid_rows + counts.nb_rejected_rows
     assert len(outcome.epochs) == counts.nb_valid_rows

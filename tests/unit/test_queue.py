@@ -463,7 +463,7 @@ def test_prune_removes_old_done_jobs_only(queue: JobQueue) -> None:
         add(queue, n)
     queue.finish(queue.claim("w", 60), {})
     queue.retry_or_fail(queue.claim("w", 60), "x", None)
-    assert queue.prune() == 0  # kept for a week
+    assert queue.prune(older_than_s=7 * 86_400) == 0  # kept for a week
     assert queue.prune(older_than_s=-1) == 1
     assert queue.counts() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
 

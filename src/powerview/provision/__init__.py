@@ -23,13 +23,20 @@ from powerview.influx import open_target
 from powerview.layout import check_company, check_name
 from powerview.provision.downsample import SUFFIXES, bucket_names, ensure_downsampling
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
-from powerview.provision.sftpgo import SftpgoApi, SftpgoOutcome, ensure_events, ensure_user
+from powerview.provision.sftpgo import (
+    SftpgoApi,
+    SftpgoOutcome,
+    ensure_events,
+    ensure_user,
+    user_summary,
+)
 from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
 from powerview.provision.tokens import (
     ensure_read_token,
     find_tokens,
     read_token,
     reads_exactly,
+    token_description,
     token_file,
 )
 from powerview.settings import Settings
@@ -39,6 +46,7 @@ __all__ = [
     "create_sftp_account",
     "create_tenant",
     "delete_tenant",
+    "list_tenants",
     "provision_campaign",
 ]
 
@@ -64,9 +72,57 @@ class TenantOutcome:
             or bool(self.grafana and self.grafana.changed)
         )
 
+    def take_default_user_password(self) -> str | None:
+        """The default Grafana user's new password, read once and its file removed.
 
-def _secrets_dir(settings: Settings) -> Path:
-    return settings.state_dir.resolve() / "secrets"
+        The playbook leaves it in a 0600 file of the secrets folder; whoever shows
+        it takes it, so it is on screen once and on disk no longer.
+        """
+        if not self.password_file:
+            return None
+        path = Path(self.password_file)
+        password = path.read_text().strip()
+        path.unlink()
+        self.password_file = None
+        return password
+
+    def take_result(self, check: bool) -> dict[str, Any]:
+        """What `tenant create` and `tenant delete` print: every change, in order.
+
+        A one-time password (SFTPGo's, the default Grafana user's) is included and,
+        for the Grafana user, taken from disk: it is shown this once.
+        """
+        grafana: dict[str, Any] | None = None
+        if self.grafana is not None:
+            diffs = (
+                self.grafana.diffs if len(self.grafana.diffs) == len(self.grafana.changes) else []
+            )
+            grafana = {
+                "changes": [
+                    {**change, "diff": diffs[index]} if diffs else dict(change)
+                    for index, change in enumerate(self.grafana.changes)
+                ],
+                "warnings": list(self.grafana.warnings),
+            }
+        sftpgo: dict[str, Any] | None = None
+        if self.sftpgo is not None:
+            sftpgo = {
+                "changes": [{**c.summary(), "diff": c.diff()} for c in self.sftpgo.changes],
+                "password": self.sftpgo.password,
+            }
+        return {
+            "company": self.company,
+            "check": check,
+            "changed": self.changed,
+            "token_created": self.token_created,
+            "downsample_changes": list(self.downsample_changes),
+            "notes": list(self.notes),
+            "sftpgo": sftpgo,
+            "sftp_skipped": self.sftp_skipped,
+            "grafana": grafana,
+            "grafana_skipped": self.grafana_skipped,
+            "default_user_password": self.take_default_user_password(),
+        }
 
 
 def grafana_env(settings: Settings) -> dict[str, str] | None:
@@ -132,7 +188,7 @@ def create_tenant(
             outcome.sftpgo = create_sftp_account(
                 settings, company, sftp_keys, sftp_password, check=check
             )
-    secrets = _secrets_dir(settings)
+    secrets = settings.secrets_dir
     target = open_target(settings)
     try:
         downsampling = ensure_downsampling(target.client, settings, company, check=check)
@@ -208,6 +264,51 @@ def delete_tenant(
         diff=True,
     )
     return outcome
+
+
+def _company_name(name: str, settings: Settings) -> bool:
+    try:
+        check_company(name, settings.reserved_company_names)
+    except NameRuleError:
+        return False
+    return True
+
+
+def list_tenants(settings: Settings) -> list[dict[str, Any]]:
+    """Companies with a bucket (or a managed SFTPGo user): read token, value on file,
+    and the SFTPGo user's summary when PowerView manages SFTPGo."""
+    target = open_target(settings)
+    try:
+        buckets = target.client.buckets_api().find_buckets(limit=100).buckets or []
+        tokens = {t.description for t in find_tokens(target.client, settings.influxdb_org)}
+    finally:
+        target.close()
+    in_influx = {b.name for b in buckets}
+    # A bucket whose name no company may take (InfluxDB's own `_monitoring`, a meta
+    # bucket, one made by hand) is not a tenant.
+    names = {n for n in in_influx if _company_name(n, settings)}
+    sftp_users: dict[str, dict[str, Any]] | None = None
+    if settings.sftp_server == "sftpgo":
+        with SftpgoApi.from_settings(settings) as api:
+            sftp_users = {u["username"]: u for u in api.list_all("users")}
+        home = settings.data_root.resolve()
+        names |= {
+            n
+            for n, u in sftp_users.items()
+            if u.get("home_dir") == str(home / n) and _company_name(n, settings)
+        }
+    rows = []
+    for name in sorted(names):
+        row: dict[str, Any] = {
+            "company": name,
+            "bucket": name in in_influx,
+            "read_token": token_description(name) in tokens,
+            "token_on_file": read_token(settings.secrets_dir, name) is not None,
+        }
+        if sftp_users is not None:
+            row.update(user_summary(sftp_users.get(name)))
+        rows.append(row)
+    return rows
 
 
 def provision_campaign(settings: Settings, company: str, campaign: str) -> dict[str, Any]:

@@ -79,9 +79,8 @@ def provision_admin_dashboard(
     if not check:
         target = open_target(settings)
         try:
-            secrets = settings.state_dir.resolve() / "secrets"
             state = ensure_read_token(
-                target.client, settings.influxdb_org, settings.meta_bucket, secrets
+                target.client, settings.influxdb_org, settings.meta_bucket, settings.secrets_dir
             )
         finally:
             target.close()
