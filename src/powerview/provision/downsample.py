@@ -44,9 +44,9 @@ from influxdb_client import (
 )
 from influxdb_client.rest import ApiException
 
-from powerview.exceptions import InfluxRequestError
 from powerview.influx import map_influx_errors
 from powerview.layout import check_name
+from powerview.provision.tokens import org_id
 from powerview.schema import MEASUREMENT
 from powerview.settings import Settings, duration_seconds
 
@@ -209,14 +209,6 @@ class DownsampleOutcome:
         return bool(self.changes)
 
 
-def _org_id(client: InfluxDBClient, org: str) -> str:
-    with map_influx_errors(f"looking up org {org!r}"):
-        found = client.organizations_api().find_organizations(org=org)
-    if not found:
-        raise InfluxRequestError(f"InfluxDB has no organization {org!r}")
-    return str(found[0].id)
-
-
 def _ensure_bucket(
     client: InfluxDBClient, org: str, name: str, retention_s: int, check: bool, changes: list[str]
 ) -> Bucket | None:
@@ -294,7 +286,7 @@ def ensure_downsampling(
     org = settings.influxdb_org
     for name, retention in zip(bucket_names(company), _retentions(settings), strict=True):
         _ensure_bucket(client, org, name, retention, check, outcome.changes)
-    owner = _org_id(client, org)
+    owner = org_id(client, org)
     for level in LEVELS:
         flux = task_flux(company, level, task_lookback_s(settings, level))
         outcome.task_ids[level.suffix] = _ensure_task(
