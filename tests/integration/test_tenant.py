@@ -25,7 +25,7 @@ from powerview import cli
 from powerview import settings as config
 from powerview.provision import create_tenant, delete_tenant
 from powerview.provision.dashboard import dashboard_uid, legacy_dashboard_uid
-from powerview.provision.playbook import AUTOMATION_DIR, CREATE
+from powerview.provision.playbook import CREATE, packaged_dir
 from powerview.provision.tokens import read_token, token_file
 from tests.conftest import InfluxInstance
 from tests.grafana_standin.server import GrafanaStandin
@@ -410,14 +410,14 @@ def test_ansible_playbook_check_diff_shows_the_rename_and_writes_nothing(env: En
     run = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            str(AUTOMATION_DIR / "playbooks" / CREATE),
+            str(packaged_dir() / "playbooks" / CREATE),
             "-e",
             f"@{vars_file}",
             "--check",
             "--diff",
         ],
-        cwd=AUTOMATION_DIR,
-        env={**os.environ, "ANSIBLE_CONFIG": str(AUTOMATION_DIR / "ansible.cfg"), "NO_COLOR": "1"},
+        cwd=packaged_dir(),
+        env={**os.environ, "ANSIBLE_CONFIG": str(packaged_dir() / "ansible.cfg"), "NO_COLOR": "1"},
         capture_output=True,
         text=True,
         timeout=300,

@@ -227,7 +227,14 @@ def create_tenant(
         "password_file": str(secrets / f"{company}.grafana-user-password"),
     }
     results = [
-        run_playbook(CREATE, {**base, "campaign_name": campaign}, check=check, env=env, diff=True)
+        run_playbook(
+            CREATE,
+            {**base, "campaign_name": campaign},
+            check=check,
+            env=env,
+            diff=True,
+            folder=settings.grafana_automation_dir,
+        )
         for campaign in (campaigns or ("",))
     ]
     merged = PlaybookResult()
