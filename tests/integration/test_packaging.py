@@ -33,6 +33,7 @@ PACKAGE_DATA = (
     "powerview/grafana_automation/library/powerview_grafana_tenant.py",
     "powerview/grafana_automation/callback_plugins/powerview_json.py",
     "powerview/grafana_automation/dashboards/admin.json",
+    "powerview/install-influxd",  # `powerview stack install` builds influxd with it
 )
 
 
@@ -86,7 +87,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONSAFEPATH": "1", **extra}
 
 
-def test_the_wheel_carries_the_playbooks_module_callback_and_templates(wheel: Path) -> None:
+def test_the_wheel_carries_the_playbooks_module_callback_templates_and_installer(
+    wheel: Path,
+) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [name for name in PACKAGE_DATA if name not in names]
     assert missing == []
