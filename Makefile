@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 influxd:
-	scripts/install-influxd >/dev/null
+	bash src/powerview/install-influxd >/dev/null
 
 # Debian's OpenSSH server and client: the end-to-end tests run a real sshd
 # (internal-sftp, chroot per company) and need ssh-keygen and sftp.

@@ -283,7 +283,7 @@ class Servers:
             self.binary = find_influxd()
             if self.binary is None:
                 raise SystemExit(
-                    "no influxd found: run `powerview stack install` (or scripts/install-influxd),"
+                    "no influxd found: run `powerview stack install`,"
                     " or pass --url/--token/--org of a running InfluxDB 2"
                 )
 

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     settle = args.settle if args.settle is not None else default_settle
     binary = stack.find_influxd(None)
     if binary is None:
-        parser.error("no influxd: run scripts/install-influxd (make setup does)")
+        parser.error("no influxd: run `powerview stack install` (make setup does)")
 
     runs: list[Run] = []
     with interrupted_as_exception(), ExitStack() as cleanup:

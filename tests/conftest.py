@@ -1,6 +1,6 @@
 """Real-server fixtures: one throwaway InfluxDB per test session, a clean bucket per test.
 
-The server is the project's own influxd (see scripts/install-influxd), started
+The server is the project's own influxd (see src/powerview/install-influxd), started
 on a free loopback port in a temporary folder. If it cannot start, the tests
 that need it fail with the server's own log lines; they never skip.
 """
@@ -48,7 +48,7 @@ def influxd_binary() -> Path:
     binary = stack.find_influxd(Path(configured) if configured else None)
     if binary is None:
         pytest.fail(
-            "no influxd binary: run scripts/install-influxd (make test does) "
+            "no influxd binary: run `powerview stack install` (make test does) "
             "or set POWERVIEW_INFLUXD",
             pytrace=False,
         )

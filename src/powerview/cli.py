@@ -783,7 +783,7 @@ def _tenant_text(document: dict[str, Any]) -> None:
         if sftpgo["password"]:
             # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
             out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
-    for change in document["downsample_changes"]:
+    for change in [*document["downsample_changes"], *document["influx_changes"]]:
         out.print(f"InfluxDB {verb}: {change}")
     if document["token_created"]:
         out.print(f"read token for bucket {company!r} created")
@@ -869,14 +869,23 @@ def tenant_create(
 @tenant_group.command("delete")
 @click.argument("company")
 @click.option("--with-user", is_flag=True, help="Also delete user_<company>.")
+@click.option("--keep-token", is_flag=True, help="Keep the company's read token active.")
+@click.option(
+    "--purge", is_flag=True, help="Also delete its buckets, their data and downsampling tasks."
+)
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
 @json_option
-def tenant_delete(company: str, with_user: bool, check: bool, json_output: bool) -> ExitStatus:
-    """Remove a company's SFTPGo login and Grafana resources; its files and data stay."""
+def tenant_delete(
+    company: str, with_user: bool, keep_token: bool, purge: bool, check: bool, json_output: bool
+) -> ExitStatus:
+    """Remove a company's SFTPGo login, read token and Grafana resources; its files stay,
+    and its data too unless --purge."""
     from powerview.provision import delete_tenant
 
     settings = _settings()
-    outcome = delete_tenant(settings, company, with_user=with_user, check=check)
+    outcome = delete_tenant(
+        settings, company, with_user=with_user, check=check, keep_token=keep_token, purge=purge
+    )
     render(outcome.take_result(check), json_output, _tenant_text)
     return ExitStatus.OK
 

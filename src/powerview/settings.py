@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     grafana_influxdb_url: str | None = Field(
         None, validation_alias=_env("POWERVIEW_GRAFANA_INFLUXDB_URL")
     )
+    # An operator's own copy of the playbooks, module and templates; unset: the packaged one.
+    grafana_automation_dir: Path | None = Field(
+        None, validation_alias=_env("POWERVIEW_GRAFANA_AUTOMATION_DIR")
+    )
     # -- SFTP accounts: which server `tenant create` manages, and SFTPGo's REST API
     sftp_server: Literal["sftpgo", "openssh", "none"] = Field(
         "none", validation_alias=_env("POWERVIEW_SFTP_SERVER")

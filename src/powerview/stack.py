@@ -21,17 +21,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from powerview.exceptions import StackError
 from powerview.private_files import write_private
 from powerview.processes import pid_alive
 
-# The one pin: scripts/install-influxd reads this line (keep its shape).
+# The one pin: install-influxd (beside this file) reads this line (keep its shape).
 INFLUXD_VERSION = "v2.8.0"
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25
-_REPO_INSTALLER = Path(__file__).resolve().parents[2] / "scripts" / "install-influxd"
+# Package data (src/powerview/install-influxd), so an installed wheel can build influxd too.
+INSTALLER = "install-influxd"
 
 
 def cache_dir() -> Path:
@@ -53,24 +55,22 @@ def find_influxd(configured: Path | None = None) -> Path | None:
 
 
 def install_influxd(configured: Path | None = None) -> Path:
-    """Find influxd, building the pinned version with `scripts/install-influxd` if needed."""
+    """Find influxd, building the pinned version with the packaged `install-influxd` if needed."""
     found = find_influxd(configured)
     if found is not None:
         return found
-    if not _REPO_INSTALLER.is_file():
-        raise StackError(
-            "no influxd binary found (set POWERVIEW_INFLUXD, or run scripts/install-influxd "
-            "from a PowerView checkout)"
-        )
+    installer = files("powerview") / INSTALLER
+    if not installer.is_file():
+        raise StackError(f"no influxd binary found (set POWERVIEW_INFLUXD); no {installer}")
     env = {**os.environ, "POWERVIEW_INFLUXD_VERSION": INFLUXD_VERSION}
     if configured is not None:
         env["POWERVIEW_INFLUXD"] = str(configured)
     result = subprocess.run(
-        [str(_REPO_INSTALLER)], env=env, stdout=subprocess.PIPE, text=True, check=False
+        ["bash", str(installer)], env=env, stdout=subprocess.PIPE, text=True, check=False
     )
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
-        raise StackError(f"scripts/install-influxd failed with status {result.returncode}")
+        raise StackError(f"install-influxd failed with status {result.returncode}")
     return Path(lines[-1])
 
 

@@ -23,10 +23,12 @@ from influxdb_client.rest import ApiException
 
 from powerview import cli
 from powerview import settings as config
+from powerview.exceptions import NameRuleError
 from powerview.provision import create_tenant, delete_tenant
 from powerview.provision.dashboard import dashboard_uid, legacy_dashboard_uid
-from powerview.provision.playbook import AUTOMATION_DIR, CREATE
-from powerview.provision.tokens import read_token, token_file
+from powerview.provision.downsample import LEVELS, bucket_names, task_name
+from powerview.provision.playbook import CREATE, packaged_dir
+from powerview.provision.tokens import find_tokens, read_token, token_file
 from tests.conftest import InfluxInstance
 from tests.grafana_standin.server import GrafanaStandin
 
@@ -192,6 +194,7 @@ def test_delete_removes_grafana_resources_but_never_the_data(
     outcome = delete_tenant(env.settings(), company, with_user=True)
 
     assert outcome.grafana is not None
+    assert outcome.grafana.warnings == []
     actions = {(c["action"], c["resource"]) for c in outcome.grafana.changes}
     assert ("delete", f"organization {company}") in actions
     assert ("delete", f"user user_{company}") in actions
@@ -205,6 +208,132 @@ def test_delete_removes_grafana_resources_but_never_the_data(
     again = delete_tenant(env.settings(), company, with_user=True)
     assert again.grafana is not None
     assert again.grafana.changes == []
+
+
+def query_with(env: Env, token: str, bucket: str) -> int:
+    """Rows of `bucket` read with `token`; ApiException when InfluxDB refuses it."""
+    with InfluxDBClient(url=env.influx.url, token=token, org=env.influx.org) as client:
+        tables = client.query_api().query(f'from(bucket: "{bucket}") |> range(start: 0)')
+    return sum(len(table.records) for table in tables)
+
+
+def write_point(influx_client: InfluxDBClient, company: str) -> None:
+    influx_client.write_api(write_options=SYNCHRONOUS).write(
+        bucket=company,
+        record="electrical,campaign=c1 M1_U1_V=230.0 1767225600",
+        write_precision="s",
+    )
+
+
+def task_names(influx_client: InfluxDBClient, company: str) -> list[str]:
+    wanted = {task_name(company, level) for level in LEVELS}
+    return sorted(t.name for t in influx_client.tasks_api().find_tasks() if t.name in wanted)
+
+
+def test_delete_revokes_the_read_token_and_keeps_the_data(
+    env: Env, influx_client: InfluxDBClient
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    write_point(influx_client, company)
+    token = env.token(company)
+    assert query_with(env, token, company) == 1  # Grafana's token reads, before
+
+    outcome = delete_tenant(env.settings(), company)
+
+    assert find_tokens(influx_client, env.influx.org, company) == []
+    assert not token_file(env.state_dir / "secrets", company).exists()
+    with pytest.raises(ApiException) as refused:
+        query_with(env, token, company)
+    assert refused.value.status == 401
+    assert any(change.startswith("revoke read token") for change in outcome.influx_changes)
+    assert query_with(env, env.influx.token, company) == 1  # no --purge: the data stays
+    assert len(task_names(influx_client, company)) == 3
+    assert outcome.grafana is not None
+    assert outcome.grafana.warnings == []
+    assert delete_tenant(env.settings(), company).influx_changes == []
+
+
+def test_delete_keep_token_leaves_the_token_working(
+    env: Env, influx_client: InfluxDBClient
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    write_point(influx_client, company)
+    token = env.token(company)
+
+    outcome = delete_tenant(env.settings(), company, keep_token=True)
+
+    assert outcome.influx_changes == []
+    assert env.token(company) == token
+    assert query_with(env, token, company) == 1
+
+
+def test_delete_purge_removes_the_buckets_tasks_and_token(
+    env: Env, influx_client: InfluxDBClient
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    write_point(influx_client, company)
+    other = env.company()  # a neighbour, untouched
+    create_tenant(env.settings(), other, ("c1",))
+    write_point(influx_client, other)
+
+    outcome = delete_tenant(env.settings(), company, purge=True)
+
+    buckets = influx_client.buckets_api()
+    assert [n for n in bucket_names(company) if buckets.find_bucket_by_name(n)] == []
+    assert task_names(influx_client, company) == []
+    assert find_tokens(influx_client, env.influx.org, company) == []
+    assert sum(change.startswith("delete bucket") for change in outcome.influx_changes) == 4
+    assert sum(change.startswith("delete task") for change in outcome.influx_changes) == 3
+    assert query_with(env, env.token(other), other) == 1
+    assert len(task_names(influx_client, other)) == 3
+    assert delete_tenant(env.settings(), company, purge=True).influx_changes == []
+
+
+def test_delete_purge_check_lists_everything_and_changes_nothing(
+    env: Env, influx_client: InfluxDBClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    write_point(influx_client, company)
+    token = env.token(company)
+    capsys.readouterr()
+
+    assert cli.run(["tenant", "delete", company, "--purge", "--check"]) == 0
+
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "InfluxDB would change: revoke read token" in printed
+    assert f"would change: delete token file {token_file(env.state_dir / 'secrets', company)}" in (
+        printed
+    )
+    for name in bucket_names(company):
+        assert f"InfluxDB would change: delete bucket {name} and its data" in printed
+    for level in LEVELS:
+        assert f"InfluxDB would change: delete task {task_name(company, level)}" in printed
+    assert f"Grafana would change: delete organization {company}" in printed
+    assert "warning" not in (printed + captured.err).lower()
+    assert query_with(env, token, company) == 1
+    assert len(task_names(influx_client, company)) == 3
+    assert env.grafana.state.org_by_name(company) is not None
+
+
+def test_purge_refuses_a_reserved_name_and_deletes_nothing(
+    env: Env, influx_client: InfluxDBClient
+) -> None:
+    """A name the operator reserved (POWERVIEW_RESERVED_NAMES) is never purged; the
+    built-in ones (the meta bucket, `*_1h`...) are refused by every name check."""
+    company = env.company()
+    create_tenant(env.settings(), company, ("c1",))
+    write_point(influx_client, company)
+    for name in (company, env.settings().meta_bucket, f"{company}_1h"):
+        with pytest.raises(NameRuleError, match="reserved"):
+            delete_tenant(env.settings(reserved_names=company), name, purge=True)
+    buckets = influx_client.buckets_api()
+    assert all(buckets.find_bucket_by_name(n) for n in bucket_names(company))
+    assert query_with(env, env.token(company), company) == 1
 
 
 def test_company_a_cannot_see_or_query_company_b(env: Env, influx_client: InfluxDBClient) -> None:
@@ -410,14 +539,14 @@ def test_ansible_playbook_check_diff_shows_the_rename_and_writes_nothing(env: En
     run = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
-            str(AUTOMATION_DIR / "playbooks" / CREATE),
+            str(packaged_dir() / "playbooks" / CREATE),
             "-e",
             f"@{vars_file}",
             "--check",
             "--diff",
         ],
-        cwd=AUTOMATION_DIR,
-        env={**os.environ, "ANSIBLE_CONFIG": str(AUTOMATION_DIR / "ansible.cfg"), "NO_COLOR": "1"},
+        cwd=packaged_dir(),
+        env={**os.environ, "ANSIBLE_CONFIG": str(packaged_dir() / "ansible.cfg"), "NO_COLOR": "1"},
         capture_output=True,
         text=True,
         timeout=300,

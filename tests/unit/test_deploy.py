@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from powerview import settings as config
 from powerview.cli import app
@@ -87,6 +89,47 @@ def test_env_example_loads_as_an_env_file(monkeypatch: pytest.MonkeyPatch, tmp_p
             assert origin.startswith("env file"), (field, origin)
         else:
             assert origin == "default", (field, origin)
+
+
+def readme_settings_table() -> set[str]:
+    """The variables named in the first column of README.md's settings table."""
+    text = (DEPLOY.parent / "README.md").read_text()
+    start = text.index("| variable | default | meaning |")
+    rows = text[start : text.index("\n\n", start)].splitlines()[2:]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+
+
+def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
+    named = readme_settings_table()
+    missing = sorted(set(main_names()) - named)
+    assert missing == [], f"add these to README.md's settings table: {missing}"
+    known = {name for field in Settings.model_fields for name in variable_names(field)}
+    assert sorted(named - known) == [], "README.md's settings table names unknown variables"
+
+
+def test_powerview_config_lists_every_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POWERVIEW_ENV_FILE", str(DEPLOY / ".env.example"))
+    result = CliRunner().invoke(app, ["config", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {row["variable"] for row in json.loads(result.output).values()}
+    assert listed == set(main_names())
+
+
+def test_the_automation_dir_is_read_from_the_env_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Like every setting, not only from the process environment (issue 11)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POWERVIEW_GRAFANA_AUTOMATION_DIR", raising=False)
+    env_file = tmp_path / "powerview.env"
+    env_file.write_text(f"POWERVIEW_GRAFANA_AUTOMATION_DIR={tmp_path / 'mine'}\n")
+    monkeypatch.setenv("POWERVIEW_ENV_FILE", str(env_file))
+    resolved = config.resolve()
+    assert resolved.settings.grafana_automation_dir == tmp_path / "mine"
+    assert resolved.origins["grafana_automation_dir"].startswith("env file")
 
 
 # -- systemd units -------------------------------------------------------------------------------

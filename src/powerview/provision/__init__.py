@@ -8,8 +8,9 @@ exists and creating one is an operator's act), then its buckets (raw, `_1h`,
 `_1d`, `_1w`) with their downsampling tasks (provision/downsample.py) and its
 read token of those four buckets in InfluxDB, then, when Grafana is configured,
 the Grafana playbook (run with `--diff`, so each Grafana change comes back with
-its before/after). `delete_tenant` removes the SFTPGo login and the Grafana
-side; files and InfluxDB data are never deleted.
+its before/after). `delete_tenant` removes the SFTPGo login, revokes the read
+token (unless kept) and removes the Grafana side; its InfluxDB buckets, their data
+and the downsampling tasks go only with `purge`; its files are never deleted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from typing import Any
 from powerview.exceptions import InfluxRequestError, InfrastructureError, NameRuleError
 from powerview.influx import open_target
 from powerview.layout import check_company, check_name
-from powerview.provision.downsample import SUFFIXES, bucket_names, ensure_downsampling
+from powerview.provision.downsample import (
+    SUFFIXES,
+    bucket_names,
+    ensure_downsampling,
+    remove_downsampling,
+)
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.sftpgo import (
     SftpgoApi,
@@ -34,6 +40,7 @@ from powerview.provision.sftpgo import delete_user as delete_sftpgo_user
 from powerview.provision.tokens import (
     ensure_read_token,
     find_tokens,
+    plan_revoke,
     read_token,
     reads_exactly,
     token_description,
@@ -56,6 +63,7 @@ class TenantOutcome:
     company: str
     token_created: bool = False
     downsample_changes: list[str] = field(default_factory=list)
+    influx_changes: list[str] = field(default_factory=list)  # tenant delete: token, purge
     grafana: PlaybookResult | None = None
     grafana_skipped: str | None = None
     password_file: str | None = None
@@ -69,6 +77,7 @@ class TenantOutcome:
             bool(self.sftpgo and self.sftpgo.changed)
             or self.token_created
             or bool(self.downsample_changes)
+            or bool(self.influx_changes)
             or bool(self.grafana and self.grafana.changed)
         )
 
@@ -116,6 +125,7 @@ class TenantOutcome:
             "changed": self.changed,
             "token_created": self.token_created,
             "downsample_changes": list(self.downsample_changes),
+            "influx_changes": list(self.influx_changes),
             "notes": list(self.notes),
             "sftpgo": sftpgo,
             "sftp_skipped": self.sftp_skipped,
@@ -227,7 +237,14 @@ def create_tenant(
         "password_file": str(secrets / f"{company}.grafana-user-password"),
     }
     results = [
-        run_playbook(CREATE, {**base, "campaign_name": campaign}, check=check, env=env, diff=True)
+        run_playbook(
+            CREATE,
+            {**base, "campaign_name": campaign},
+            check=check,
+            env=env,
+            diff=True,
+            folder=settings.grafana_automation_dir,
+        )
         for campaign in (campaigns or ("",))
     ]
     merged = PlaybookResult()
@@ -243,15 +260,46 @@ def create_tenant(
 
 
 def delete_tenant(
-    settings: Settings, company: str, with_user: bool = False, check: bool = False
+    settings: Settings,
+    company: str,
+    with_user: bool = False,
+    check: bool = False,
+    keep_token: bool = False,
+    purge: bool = False,
 ) -> TenantOutcome:
-    """Remove the company's SFTPGo login and Grafana resources; its files and data stay."""
-    check_name("company", company)
+    """Remove the company's SFTPGo login, read token and Grafana resources.
+
+    The token goes first, so Grafana's datasource reads nothing more even if a later
+    step fails (`keep_token`: it stays). Its buckets, their data and the downsampling
+    tasks go only with `purge`, an explicit choice; its files always stay. `check`
+    lists every step and changes nothing.
+    """
+    if purge:  # never a meta or system bucket, nor another company's downsampled one
+        check_company(company, settings.reserved_company_names)
+    else:
+        check_name("company", company)
     outcome = TenantOutcome(company)
     outcome.sftp_skipped = _sftp_skipped(settings)
     if outcome.sftp_skipped is None:
         with SftpgoApi.from_settings(settings) as api:
             outcome.sftpgo = delete_sftpgo_user(api, company, check=check)
+    if purge or not keep_token:
+        target = open_target(settings)
+        try:
+            if not keep_token:
+                outcome.influx_changes += plan_revoke(
+                    target.client,
+                    settings.influxdb_org,
+                    company,
+                    settings.secrets_dir,
+                    apply=not check,
+                )
+            if purge:
+                outcome.influx_changes += remove_downsampling(
+                    target.client, settings, company, check=check
+                )
+        finally:
+            target.close()
     env = grafana_env(settings)
     if env is None:
         outcome.grafana_skipped = "Grafana not configured (GRAFANA_URL unset)"
@@ -262,6 +310,7 @@ def delete_tenant(
         check=check,
         env=env,
         diff=True,
+        folder=settings.grafana_automation_dir,
     )
     return outcome
 

@@ -1,7 +1,7 @@
 """The admin's ingestion dashboard, in the admin's own Grafana organization.
 
 The dashboard JSON lives in the repository
-(`grafana-automation/dashboards/admin.json`) with Flux queries over the meta
+(`grafana_automation/dashboards/admin.json`, package data) with Flux queries over the meta
 bucket; provisioning fills in the datasource and the two constants
 (`meta_bucket`, `cadence_h`) and posts it with grafana-client, beside:
 
@@ -30,11 +30,11 @@ from powerview.exceptions import ConfigError
 from powerview.influx import open_target
 from powerview.provision.grafana import connector, grafana_step
 from powerview.provision.grafana_ensure import Change, Ensurer, flux_datasource
-from powerview.provision.playbook import AUTOMATION_DIR
+from powerview.provision.playbook import automation_dir, packaged_dir
 from powerview.provision.tokens import ensure_read_token
 from powerview.settings import Settings
 
-DASHBOARD_FILE = AUTOMATION_DIR / "dashboards" / "admin.json"
+DASHBOARD_FILE = packaged_dir() / "dashboards" / "admin.json"
 DATASOURCE_UID = "pv-admin-meta"
 DATASOURCE_NAME = "powerview_meta"
 FOLDER_UID = "pv-admin"
@@ -115,6 +115,7 @@ def provision_admin_dashboard(
         settings.expected_cadence_h,
         DATASOURCE_UID,
         settings.grafana_datasource_type,
+        automation_dir(settings.grafana_automation_dir) / "dashboards" / "admin.json",
     )
     resource = f"dashboard {wanted['title']}"
     with grafana_step(resource):

@@ -59,6 +59,7 @@ __all__ = [
     "bucket_names",
     "ensure_downsampling",
     "level_flux",
+    "remove_downsampling",
     "task_flux",
     "task_name",
 ]
@@ -293,6 +294,32 @@ def ensure_downsampling(
             client, owner, task_name(company, level), flux, check, outcome.changes
         )
     return outcome
+
+
+def remove_downsampling(
+    client: InfluxDBClient, settings: Settings, company: str, check: bool = False
+) -> list[str]:
+    """Delete the company's tasks, then its four buckets with their data (`tenant delete
+    --purge`); what is already gone is skipped, so a second run changes nothing."""
+    changes: list[str] = []
+    owner = _org_id(client, settings.influxdb_org)
+    tasks = client.tasks_api()
+    for level in LEVELS:
+        name = task_name(company, level)
+        with map_influx_errors(f"deleting task {name!r}"):
+            for task in [t for t in tasks.find_tasks(name=name, org_id=owner) if t.name == name]:
+                changes.append(f"delete task {name}")
+                if not check:
+                    tasks.delete_task(str(task.id))
+    buckets = client.buckets_api()
+    for name in reversed(bucket_names(company)):  # the raw bucket, the source, last
+        with map_influx_errors(f"deleting bucket {name!r}"):
+            bucket = buckets.find_bucket_by_name(name)
+            if bucket is not None:
+                changes.append(f"delete bucket {name} and its data")
+                if not check:
+                    buckets.delete_bucket(bucket)
+    return changes
 
 
 # -- backfill ------------------------------------------------------------------------

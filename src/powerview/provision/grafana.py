@@ -4,7 +4,7 @@ Each step goes through the ensure core (`grafana_ensure`): it looks, plans the
 change with its before/after view, and applies it unless in check mode; every
 applied change is recorded, so `changed` is honest and check mode reports the
 same plan. Everything goes through grafana-client; the project's Ansible module
-(grafana-automation/library/powerview_grafana_tenant.py) calls this.
+(grafana_automation/library/powerview_grafana_tenant.py) calls this.
 
 Tenancy: in `org` mode (default) each company gets a Grafana organization of
 its own, every call is scoped with `X-Grafana-Org-Id`, and the company's user

@@ -4,6 +4,11 @@ Variables go in a 0600 JSON file (`-e @vars.json`), never on a command line
 built from strings; Grafana credentials stay in the environment, where the
 project's module reads them (`no_log`). Output is Ansible's JSON callback, so
 the failing task and the module's changes are read, not scraped.
+
+The playbooks, the module, the callback, ansible.cfg, the inventory and the
+dashboard templates are package data (`powerview/grafana_automation/`), found
+through `importlib.resources`, so an installed wheel runs them without a source
+checkout; `POWERVIEW_GRAFANA_AUTOMATION_DIR` points to an operator's own copy.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from powerview.exceptions import PlaybookError
 
-AUTOMATION_DIR = Path(__file__).resolve().parents[3] / "grafana-automation"
+AUTOMATION_PACKAGE_DIR = "grafana_automation"
 CREATE = "create_grafana_resources.yml"
 DELETE = "delete_grafana_resources.yml"
 
@@ -33,11 +39,20 @@ class PlaybookResult:
     diffs: list[dict[str, Any]] = field(default_factory=list)  # before/after, with `diff`
 
 
-def automation_dir() -> Path:
-    configured = os.environ.get("POWERVIEW_GRAFANA_AUTOMATION_DIR")
-    folder = Path(configured) if configured else AUTOMATION_DIR
+def packaged_dir() -> Path:
+    """The copy installed with the package (a real folder: Ansible needs paths)."""
+    packaged = files("powerview") / AUTOMATION_PACKAGE_DIR
+    if not isinstance(packaged, Path):  # e.g. imported from a zip: nothing Ansible can read
+        raise PlaybookError(f"the packaged playbooks are not a folder ({packaged})")
+    return packaged
+
+
+def automation_dir(configured: Path | None = None) -> Path:
+    """The configured folder (POWERVIEW_GRAFANA_AUTOMATION_DIR), else the packaged one."""
+    folder = configured if configured is not None else packaged_dir()
     if not (folder / "playbooks").is_dir():
-        raise PlaybookError(f"no playbooks in {folder} (set POWERVIEW_GRAFANA_AUTOMATION_DIR)")
+        origin = "POWERVIEW_GRAFANA_AUTOMATION_DIR" if configured else "the installed package"
+        raise PlaybookError(f"no playbooks in {folder} (from {origin})")
     return folder
 
 
@@ -48,12 +63,14 @@ def run_playbook(
     env: dict[str, str] | None = None,
     timeout_s: float = 600,
     diff: bool = False,
+    folder: Path | None = None,
 ) -> PlaybookResult:
     """Run one playbook against localhost with `variables`; raise PlaybookError on failure.
 
     `diff` runs it with `--diff`: the module then returns each change's before/after.
+    `folder` is the configured automation folder (None: the packaged one).
     """
-    folder = automation_dir()
+    folder = automation_dir(folder)
     ansible = Path(sys.executable).parent / "ansible-playbook"
     if not ansible.exists():
         raise PlaybookError(f"ansible-playbook not found beside {sys.executable} (ansible-core)")

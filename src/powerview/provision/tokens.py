@@ -143,12 +143,30 @@ def read_token(secrets_dir: Path, company: str) -> str | None:
 
 def revoke_tokens(client: InfluxDBClient, org: str, company: str, secrets_dir: Path) -> int:
     """Delete the company's read tokens and their file; the bucket and data stay."""
+    return len(
+        [change for change in plan_revoke(client, org, company, secrets_dir, apply=True)
+         if change.startswith("revoke")]
+    )  # fmt: skip
+
+
+def plan_revoke(
+    client: InfluxDBClient, org: str, company: str, secrets_dir: Path, apply: bool
+) -> list[str]:
+    """Each step of revoking the company's read tokens, done when `apply` (else only said):
+    InfluxDB forgets the authorization, then the value on file is deleted."""
+    changes: list[str] = []
     tokens = find_tokens(client, org, company)
     with map_influx_errors(f"revoking the tokens of {company!r}"):
         for auth in tokens:
-            client.authorizations_api().delete_authorization(auth)
-    token_file(secrets_dir, company).unlink(missing_ok=True)
-    return len(tokens)
+            changes.append(f"revoke read token {auth.id} ({auth.description})")
+            if apply:
+                client.authorizations_api().delete_authorization(auth)
+    path = token_file(secrets_dir, company)
+    if path.is_file():
+        changes.append(f"delete token file {path}")
+        if apply:
+            path.unlink(missing_ok=True)
+    return changes
 
 
 def _write_secret(path: Path, value: str) -> None:

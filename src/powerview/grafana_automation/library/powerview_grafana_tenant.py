@@ -100,7 +100,9 @@ def main() -> None:
             "token_file": {"type": "path"},
             "token_id": {"type": "str"},
             "default_user": {"type": "bool", "default": False},
-            "password_file": {"type": "path"},
+            # A path, not a secret: no_log=False said explicitly, or Ansible warns
+            # "Module did not set no_log for password_file" (its name looks like one).
+            "password_file": {"type": "path", "no_log": False},
             "with_user": {"type": "bool", "default": False},
             "enterprise": {"type": "bool", "default": False},
             "grafana_url": {
