@@ -219,11 +219,13 @@ class InfluxTarget:
 
     Batches are queued tagged with the current file's ticket; `connections`
     writer threads post them, each over its own HTTP connection of the
-    client's pool. A file's future (`file_done`) resolves when every batch
-    of that file was acknowledged, or fails with the first error of that
-    file: a refused batch fails its file only, while an outage also fails
-    every file already queued (they are not retried one by one), and later
-    files are tried afresh.
+    client's pool. All batches of one file go to one writer, in order, so a
+    later row of a file overwrites an earlier one at the same time as with a
+    single connection; files alternate between the writers. A file's future
+    (`file_done`) resolves when every batch of that file was acknowledged,
+    or fails with the first error of that file: a refused batch fails its
+    file only, while an outage also fails every file already queued (they
+    are not retried one by one), and later files are tried afresh.
     """
 
     def __init__(
@@ -235,10 +237,10 @@ class InfluxTarget:
         self._connections = max(1, connections)
         self._service = WriteService(client.api_client)
         self._known_buckets: set[str] = set()
-        # Two batches per connection in the queue: enough to keep each one busy.
-        self._queue: queue.Queue[tuple[_FileTicket, str, str] | None] = queue.Queue(
-            maxsize=2 * self._connections + 1
-        )
+        # One queue per writer; three batches waiting keep each connection busy.
+        self._queues: list[queue.Queue[tuple[_FileTicket, str, str] | None]] = [
+            queue.Queue(maxsize=3) for _ in range(self._connections)
+        ]
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._tickets = 0
@@ -289,14 +291,16 @@ class InfluxTarget:
             ticket.future.result()  # raises the file's error
         if not self._threads:
             self._threads = [
-                threading.Thread(target=self._run, name=f"influx-writer-{n}", daemon=True)
-                for n in range(self._connections)
+                threading.Thread(
+                    target=self._run, args=(work,), name=f"influx-writer-{n}", daemon=True
+                )
+                for n, work in enumerate(self._queues)
             ]
             for thread in self._threads:
                 thread.start()
         with self._lock:
             ticket.pending += 1
-        self._queue.put((ticket, bucket, lines))
+        self._queues[ticket.number % self._connections].put((ticket, bucket, lines))
 
     def file_done(self) -> Future[None]:
         """Close the current file; its future resolves once all its batches are in."""
@@ -340,8 +344,8 @@ class InfluxTarget:
                 self._current = _FileTicket(self._tickets)
         return self._current
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
+    def _run(self, work: queue.Queue[tuple[_FileTicket, str, str] | None]) -> None:
+        while (item := work.get()) is not None:
             ticket, bucket, lines = item
             error: BaseException | None = None
             with self._lock:
@@ -369,8 +373,10 @@ class InfluxTarget:
             ticket.future.set_result(None)
 
     def _stop_threads(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        if not self._threads:
+            return
+        for work in self._queues:
+            work.put(None)
         for thread in self._threads:
             thread.join()
         self._threads = []

@@ -366,3 +366,28 @@ def test_kill_9_of_a_pipelined_run_then_a_rerun_loses_and_doubles_nothing(
         assert total == sum(len(tree.expected(p)) for p in tree.files)  # nothing doubled
     finally:
         drop_buckets(influx_client, [tree.company, meta])
+
+
+def test_a_later_row_of_a_file_wins_over_two_connections(
+    influxdb: InfluxInstance, influx_client: InfluxDBClient, tree: Tree
+) -> None:
+    """A file repeating its first time in its last row (another batch): InfluxDB
+    keeps the later row, as on one connection, since a file's batches keep order."""
+    path = tree.files[0]
+    lines = path.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if line[:2].isdigit() and "/" in line[:9])
+    stamp, *values = lines[first].split("\t")
+    later = [f"{float(v) + 1000:.1f}" for v in values]
+    lines.insert(lines.index("END_DATA"), "\t".join([stamp, *later]))
+    path.write_text("\n".join(lines) + "\n")
+    export = _read(path)
+    channel = export.channels(CAMPAIGN)[0]
+    target = target_for(influxdb.url, influxdb, connections=2)
+    try:
+        run = ingest_paths(tree.files[:1], target, options(tree.root))
+    finally:
+        target.close()
+    assert statuses(run) == ["success"]
+    epoch = export.rows[0][0]
+    stored = device_points(influx_client, tree.company, tree.serial(path))
+    assert stored[(channel.field, epoch)] == float(later[channel.index])
