@@ -24,6 +24,8 @@ import re
 import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import urllib3
@@ -46,11 +48,19 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class LineWriter(Protocol):
-    """Where line protocol goes; InfluxTarget for real, NullWriter for dry runs."""
+    """Where line protocol goes; InfluxTarget for real, NullWriter for dry runs.
+
+    `write` queues lines for the file being written; `file_done` closes that
+    file and returns a future resolved once every one of its lines is
+    acknowledged (or failed with the mapped error), so a caller moves a file
+    only when its points are in.
+    """
 
     def ensure_bucket(self, bucket: str) -> None: ...
 
     def write(self, bucket: str, lines: str) -> None: ...
+
+    def file_done(self) -> Future[None]: ...
 
     def flush(self) -> None: ...
 
@@ -66,6 +76,11 @@ class NullWriter:
 
     def write(self, bucket: str, lines: str) -> None:
         self.bytes += len(lines)
+
+    def file_done(self) -> Future[None]:
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
 
     def flush(self) -> None:
         pass
@@ -181,27 +196,66 @@ def open_target(settings: Settings) -> InfluxTarget:
         settings.influxdb_timeout_s,
         retries=settings.influxdb_retries,
     )
-    return InfluxTarget(client, settings.influxdb_org, settings.effective_gzip_level)
+    return InfluxTarget(
+        client,
+        settings.influxdb_org,
+        settings.effective_gzip_level,
+        connections=settings.influxdb_connections,
+    )
+
+
+@dataclass
+class _FileTicket:
+    """The batches of one file: how many are unacknowledged, and its future."""
+
+    number: int
+    future: Future[None] = field(default_factory=Future)
+    pending: int = 0
+    sealed: bool = False
 
 
 class InfluxTarget:
-    """Writes line protocol to InfluxDB through a bounded background writer."""
+    """Writes line protocol to InfluxDB through bounded background writers.
 
-    def __init__(self, client: InfluxDBClient, org: str, gzip_level: int = 1) -> None:
+    Batches are queued tagged with the current file's ticket; `connections`
+    writer threads post them, each over its own HTTP connection of the
+    client's pool. All batches of one file go to one writer, in order, so a
+    later row of a file overwrites an earlier one at the same time as with a
+    single connection; files alternate between the writers. A file's future
+    (`file_done`) resolves when every batch of that file was acknowledged,
+    or fails with the first error of that file: a refused batch fails its
+    file only, while an outage also fails every file already queued (they
+    are not retried one by one), and later files are tried afresh.
+    """
+
+    def __init__(
+        self, client: InfluxDBClient, org: str, gzip_level: int = 1, connections: int = 1
+    ) -> None:
         self._client = client
         self._org = org
         self._gzip_level = gzip_level
+        self._connections = max(1, connections)
         self._service = WriteService(client.api_client)
         self._known_buckets: set[str] = set()
-        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=3)
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        # One queue per writer; three batches waiting keep each connection busy.
+        self._queues: list[queue.Queue[tuple[_FileTicket, str, str] | None]] = [
+            queue.Queue(maxsize=3) for _ in range(self._connections)
+        ]
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._tickets = 0
+        self._current: _FileTicket | None = None
+        self._broken: tuple[int, BaseException] | None = None  # outage up to this ticket
         self.bytes_sent = 0
         self.requests = 0
 
     @property
     def client(self) -> InfluxDBClient:
         return self._client
+
+    @property
+    def connections(self) -> int:
+        return self._connections
 
     # -- buckets -------------------------------------------------------------
 
@@ -227,21 +281,41 @@ class InfluxTarget:
     # -- writes --------------------------------------------------------------
 
     def write(self, bucket: str, lines: str) -> None:
-        """Queue one request's worth of lines; raises the writer's last error."""
-        self._raise_pending()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
-            self._thread.start()
-        self._queue.put((bucket, lines))
-        self._raise_pending()
+        """Queue one request's worth of lines for the current file.
+
+        Raises that file's error once one of its batches failed, so a file
+        that cannot be written is not parsed to its end for nothing.
+        """
+        ticket = self._ticket()
+        if ticket.future.done():
+            ticket.future.result()  # raises the file's error
+        if not self._threads:
+            self._threads = [
+                threading.Thread(
+                    target=self._run, args=(work,), name=f"influx-writer-{n}", daemon=True
+                )
+                for n, work in enumerate(self._queues)
+            ]
+            for thread in self._threads:
+                thread.start()
+        with self._lock:
+            ticket.pending += 1
+        self._queues[ticket.number % self._connections].put((ticket, bucket, lines))
+
+    def file_done(self) -> Future[None]:
+        """Close the current file; its future resolves once all its batches are in."""
+        ticket = self._ticket()
+        self._current = None
+        with self._lock:
+            ticket.sealed = True
+            self._settle(ticket)
+        return ticket.future
 
     def flush(self) -> None:
-        """Wait until everything queued is written; raises the first error."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        self._raise_pending()
+        """Wait until everything queued is written; raises the current file's error."""
+        future = self.file_done()
+        self._stop_threads()
+        future.result()
 
     def write_now(self, bucket: str, lines: str, precision: str = "s") -> None:
         """Write synchronously (meta points, tests)."""
@@ -259,26 +333,53 @@ class InfluxTarget:
                 content_encoding=encoding,
                 content_type="text/plain; charset=utf-8",
             )
-        self.bytes_sent += len(body)
-        self.requests += 1
+        with self._lock:
+            self.bytes_sent += len(body)
+            self.requests += 1
 
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain without writing once something failed
-            try:
-                self.write_now(*item)
-            except BaseException as exc:  # handed to the producer thread
-                self._error = exc
+    def _ticket(self) -> _FileTicket:
+        if self._current is None:
+            with self._lock:
+                self._tickets += 1
+                self._current = _FileTicket(self._tickets)
+        return self._current
 
-    def _raise_pending(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            if self._thread is not None:
-                self._queue.put(None)
-                self._thread.join()
-                self._thread = None
-            raise error
+    def _run(self, work: queue.Queue[tuple[_FileTicket, str, str] | None]) -> None:
+        while (item := work.get()) is not None:
+            ticket, bucket, lines = item
+            error: BaseException | None = None
+            with self._lock:
+                send = not ticket.future.done()  # a failed file's other batches are dropped
+                if send and self._broken is not None and ticket.number <= self._broken[0]:
+                    send, error = False, self._broken[1]  # queued before the outage was seen
+            if send:
+                try:
+                    self.write_now(bucket, lines)
+                except InfluxRejectedError as exc:  # this file's data: this file only
+                    error = exc
+                except BaseException as exc:  # an outage: every file queued so far fails
+                    error = exc
+                    with self._lock:
+                        self._broken = (self._tickets, exc)
+            with self._lock:
+                ticket.pending -= 1
+                if error is not None and not ticket.future.done():
+                    ticket.future.set_exception(error)
+                self._settle(ticket)
+
+    def _settle(self, ticket: _FileTicket) -> None:
+        """Resolve a sealed ticket without pending batches (lock held)."""
+        if ticket.sealed and ticket.pending == 0 and not ticket.future.done():
+            ticket.future.set_result(None)
+
+    def _stop_threads(self) -> None:
+        if not self._threads:
+            return
+        for work in self._queues:
+            work.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -2,7 +2,9 @@
 
 For each file: open once without following links, names from that walk
 (validated) → read from that descriptor (format detection, header) →
-stream batches → encode → write → move to `parsed/`. Content problems send
+stream batches → encode → queue the writes → move to `parsed/` once InfluxDB
+acknowledged every one of them (`ingest_paths` parses the next files
+meanwhile, and finishes files in order). Content problems send
 the file to `error/` with the reason; infrastructure problems (InfluxDB down,
 disk trouble) leave it where it is, marked deferred, for a later run.
 Re-ingesting a file writes the same series at the same times, so it never
@@ -11,10 +13,13 @@ doubles a point.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +114,9 @@ class IngestOptions:
     lines_per_write: int = 5000
     dry_run: bool = False
     reserved: frozenset[str] = frozenset()  # Settings.reserved_company_names
+    # Files parsed ahead of the one being acknowledged (ingest_paths): each holds
+    # its upload open and its report until its move.
+    files_in_flight: int = 4
 
 
 def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
@@ -120,18 +128,32 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     the device folder's descriptor. A link on the way is refused, left where
     it is and reported; nothing is ever read or moved through it.
     """
-    started = time.perf_counter()
-    report = FileReport(path=display(path), file_name=display(path.name))
+    return _finish(_start(path, writer, options), options)
+
+
+@dataclass
+class _InFlight:
+    """A file parsed and queued: moved and reported once its writes are acknowledged.
+
+    `stack` keeps the upload (and its device folder's descriptor) open until
+    the move; `written` is None when the outcome was decided while parsing.
+    """
+
+    report: FileReport
+    started: float
+    stack: contextlib.ExitStack[bool | None]
+    upload: Upload | None = None
+    written: Future[None] | None = None
+
+    def ready(self) -> bool:
+        return self.written is None or self.written.done()
+
+
+@contextlib.contextmanager
+def _file_outcome(report: FileReport) -> Iterator[None]:
+    """The outcome of a file the walk or the file system refused."""
     try:
-        if not layout.is_candidate(path):
-            report.error = (
-                "not a waiting upload: already processed, temporary, a symbolic link"
-                " or not a .tsv file"
-            )
-            return report  # skipped, left where it is
-        with open_upload(options.data_root, path) as upload:
-            report.company, report.campaign, report.device_sn = upload.folder_names()
-            _ingest_upload(upload, writer, options, report)
+        yield
     except (NameRuleError, UnsafeUploadError) as exc:
         # Not at <company>/<campaign>/<device>/ or reached through a link: left alone.
         report.status = "skipped"
@@ -144,14 +166,66 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
         report.status = "deferred"
         report.deferred_by = "filesystem"
         report.error = f"file system: {exc}"
-    finally:
-        report.duration_s = round(time.perf_counter() - started, 4)
+
+
+def _start(path: Path, writer: LineWriter, options: IngestOptions) -> _InFlight:
+    """Parse `path` and queue its lines; the upload stays open for `_finish`."""
+    report = FileReport(path=display(path), file_name=display(path.name))
+    flight = _InFlight(report, time.perf_counter(), contextlib.ExitStack())
+    with _file_outcome(report):
+        if not layout.is_candidate(path):
+            report.error = (
+                "not a waiting upload: already processed, temporary, a symbolic link"
+                " or not a .tsv file"
+            )
+            return flight  # skipped, left where it is
+        upload = flight.stack.enter_context(open_upload(options.data_root, path))
+        flight.upload = upload
+        report.company, report.campaign, report.device_sn = upload.folder_names()
+        flight.written = _ingest_upload(upload, writer, options, report)
+    return flight
+
+
+def _finish(flight: _InFlight, options: IngestOptions) -> FileReport:
+    """Wait for the file's writes, then move it: `parsed/` only once all its points are in."""
+    report = flight.report
+    with _file_outcome(report), flight.stack:
+        if flight.upload is not None and flight.written is not None:
+            _settle(flight.upload, flight.written, options, report)
+    report.duration_s = round(time.perf_counter() - flight.started, 4)
     return report
+
+
+def _settle(
+    upload: Upload, written: Future[None], options: IngestOptions, report: FileReport
+) -> None:
+    try:
+        written.result()
+        report.status = "success"
+        if not options.dry_run:
+            report.moved_to = display(upload.move_to("parsed"))
+    except (NameRuleError, FormatError, UnsafeUploadError) as exc:
+        _reject(report, upload, str(exc), options)
+    except (InfrastructureError, InfluxRequestError) as exc:
+        _defer(report, exc)
+
+
+def _defer(report: FileReport, exc: Exception) -> None:
+    # An outage, or the deployment's token, org or bucket refused: not the file's fault.
+    report.status = "deferred"
+    report.deferred_by = "influxdb"
+    report.error = str(exc)
 
 
 def _ingest_upload(
     upload: Upload, writer: LineWriter, options: IngestOptions, report: FileReport
-) -> None:
+) -> Future[None] | None:
+    """Check and parse the upload, queueing its lines; the future of its writes.
+
+    None when the outcome is already decided (rejected, deferred, a finished
+    interrupted move); the file's batches are closed off either way, so the
+    next file's lines never count as this one's.
+    """
     try:
         # First: a move to error/ interrupted by a crash is finished, not made twice.
         already = None if options.dry_run else upload.finish_interrupted_move()
@@ -160,7 +234,7 @@ def _ingest_upload(
             report.status = "success" if already.parent.name == "parsed" else "error"
             report.moved_to = display(already)
             report.warnings.append("finished a move interrupted by a crash")
-            return
+            return None
         company, campaign, device_sn = upload.checked_names()
         report.company, report.campaign, report.device_sn = company, campaign, device_sn
         layout.check_company(company, options.reserved)
@@ -175,14 +249,16 @@ def _ingest_upload(
         if not options.dry_run:
             upload.check_outcome_dir("parsed")  # a hostile parsed/ is refused before any write
         location = layout.Location(options.data_root, company, campaign, device_sn, upload.path)
-        _stream_into(location, upload, writer, options, report)
+        try:
+            _stream_into(location, upload, writer, options, report)
+        finally:
+            written = writer.file_done()
+        return written
     except (NameRuleError, FormatError, UnsafeUploadError) as exc:
         _reject(report, upload, str(exc), options)
     except (InfrastructureError, InfluxRequestError) as exc:
-        # An outage, or the deployment's token, org or bucket refused: not the file's fault.
-        report.status = "deferred"
-        report.deferred_by = "influxdb"
-        report.error = str(exc)
+        _defer(report, exc)
+    return None
 
 
 def _stream_into(
@@ -192,6 +268,7 @@ def _stream_into(
     options: IngestOptions,
     report: FileReport,
 ) -> None:
+    """Parse and queue every batch, filling the report; raises FormatError for no data."""
     with upload.binary() as raw, open_device_file(raw, options.parse) as device_file:
         header = device_file.header
         report.format = _describe(header)
@@ -210,7 +287,6 @@ def _stream_into(
         for batch, lines in encoded:
             stats.add(batch)
             writer.write(location.company, lines)
-        writer.flush()
         counts = device_file.counts.as_dict()
         counts |= {
             "nb_rejected_rows": device_file.counts.nb_rejected_rows,
@@ -241,9 +317,6 @@ def _stream_into(
     if encoded.points == 0:
         raise FormatError(f"no valid data rows ({counts['nb_rows']} rows read)")
     report.partial = bool(counts["nb_rejected_rows"] or counts["nb_invalid_values"])
-    report.status = "success"
-    if not options.dry_run:
-        report.moved_to = display(upload.move_to("parsed"))
 
 
 def _describe(header: Header) -> dict[str, object]:
@@ -280,29 +353,57 @@ def ingest_paths(
     options: IngestOptions,
     on_file: Callable[[FileReport], None] | None = None,
 ) -> RunReport:
-    """Ingest files in order. After InfluxDB failed, the rest are deferred without
-    being tried: it is down for them too. A file system error defers one file only."""
+    """Ingest files in order, pipelined: the next file is parsed while the
+    previous ones are written, at most `options.files_in_flight` at once, and
+    each is finished (moved, reported) in order once its writes are
+    acknowledged. After InfluxDB failed, that file, the ones in flight and
+    the rest are deferred, none moved: it is down for them too. A file
+    system error defers one file only."""
     run = RunReport(base_folder=str(options.data_root), dry_run=options.dry_run)
     outage: str | None = None
-    for path in files:
-        if outage is not None:
-            report = FileReport(
-                path=display(path),
-                file_name=display(path.name),
-                status="deferred",
-                error=outage,
-                deferred_by="influxdb",
-            )
-            _fill_location(report, path, options)
-        else:
-            report = ingest_file(path, writer, options)
-            if report.deferred_by == "influxdb":
-                outage = report.error
-                log.error("deferring %s: %s", path, report.error)
+    window: deque[_InFlight] = deque()
+
+    def record(report: FileReport) -> None:
         run.files.append(report)
         if on_file is not None:
             on_file(report)
+
+    def finish_head() -> None:
+        nonlocal outage
+        flight = window.popleft()
+        if outage is not None and flight.written is not None:
+            # Queued when InfluxDB failed: left where it is, even if its writes got in.
+            flight.stack.close()
+            record(_deferred(flight.report, outage))
+            return
+        report = _finish(flight, options)
+        if report.deferred_by == "influxdb":
+            outage = report.error
+            log.error("deferring %s: %s", report.path, report.error)
+        record(report)
+
+    depth = max(1, options.files_in_flight)
+    for path in files:
+        while window and (len(window) >= depth or window[0].ready()):
+            finish_head()
+        if outage is None:
+            window.append(_start(path, writer, options))
+        else:
+            report = FileReport(path=display(path), file_name=display(path.name))
+            _fill_location(report, path, options)
+            record(_deferred(report, outage))
+    while window:
+        finish_head()
     return run
+
+
+def _deferred(report: FileReport, outage: str) -> FileReport:
+    """`report` as a file deferred by the outage `outage`, whatever it was before."""
+    report.status = "deferred"
+    report.deferred_by = "influxdb"
+    report.error = outage
+    report.moved_to = None
+    return report
 
 
 def _fill_location(report: FileReport, path: Path, options: IngestOptions) -> None:

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     influxdb_gzip_level: int | None = Field(
         None, ge=0, le=9, validation_alias=_env("POWERVIEW_INFLUXDB_GZIP_LEVEL")
     )
+    influxdb_connections: int = Field(
+        1, ge=1, le=16, validation_alias=_env("POWERVIEW_INFLUXDB_CONNECTIONS")
+    )
     write_batch_size: int = Field(
         5000, ge=1, le=100_000, validation_alias=_env("POWERVIEW_WRITE_BATCH_SIZE")
     )

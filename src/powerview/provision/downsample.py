@@ -302,7 +302,7 @@ def remove_downsampling(
     """Delete the company's tasks, then its four buckets with their data (`tenant delete
     --purge`); what is already gone is skipped, so a second run changes nothing."""
     changes: list[str] = []
-    owner = _org_id(client, settings.influxdb_org)
+    owner = org_id(client, settings.influxdb_org)
     tasks = client.tasks_api()
     for level in LEVELS:
         name = task_name(company, level)
