@@ -5,14 +5,15 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from tests.api_standin.errors import ApiError as StandinApiError
 
-class ApiError(Exception):
+
+class ApiError(StandinApiError):
     """An HTTP error answer with Grafana's JSON body (always at least ``message``)."""
 
     def __init__(self, http_status: int, message: str, /, **extra: Any) -> None:
-        super().__init__(f"{http_status} {message}")
-        self.status = http_status
-        self.body: dict[str, Any] = {"message": message, **extra}
+        super().__init__(http_status, {"message": message, **extra}, message)
+        self.body: dict[str, Any]
 
 
 def error(http_status: int, message: str, /, **extra: Any) -> ApiError:

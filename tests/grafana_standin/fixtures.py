@@ -16,24 +16,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.api_standin.fixtures import loaded_spec
+
 from .server import GrafanaStandin
 from .validation import SpecValidator, load_validator
 
 
 @pytest.fixture(scope="session")
 def grafana_spec() -> SpecValidator:
-    try:
-        return load_validator()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return loaded_spec(load_validator)
 
 
 @pytest.fixture
 def grafana(grafana_spec: SpecValidator) -> Iterator[GrafanaStandin]:
     """A running Grafana stand-in; assert ``grafana.violations == []`` in your test."""
-    server = GrafanaStandin(admin_password=secrets.token_urlsafe(18), validator=grafana_spec)
-    server.start()
-    try:
+    with GrafanaStandin(admin_password=secrets.token_urlsafe(18), validator=grafana_spec) as server:
         yield server
-    finally:
-        server.stop()

@@ -31,25 +31,25 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from jsonschema_path import SchemaPath
-from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
-from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
-from openapi_core.validation.request.exceptions import SecurityValidationError
-from openapi_core.validation.request.validators import (
-    V30RequestBodyValidator,
-    V30RequestParametersValidator,
-)
-from openapi_core.validation.response.validators import V30ResponseValidator
 from openapi_schema_validator import OAS30Validator
 from werkzeug.wrappers import Request, Response
+
+from tests.api_standin.validation import (
+    OpenApiValidator,
+    ResponseCheck,
+    SpecGap,
+    Violation,
+    read_spec,
+    spec_file,
+)
+
+__all__ = ["SpecGap", "SpecValidator", "Violation", "load_validator"]
 
 SPEC_ENV = "POWERVIEW_GRAFANA_SPEC"
 # Vendored under tests/specs/ (origin and licence in its README).
@@ -108,42 +108,6 @@ TOLERATED_SCHEMA_ERRORS: dict[tuple[str, str, int], frozenset[tuple[str, ...]]] 
 }
 
 
-ViolationKind = Literal["request", "response", "unimplemented", "crash"]
-
-
-@dataclass(frozen=True)
-class Violation:
-    """A request or response that does not match the spec, an unimplemented call or a crash."""
-
-    kind: ViolationKind
-    method: str
-    path: str
-    status: int | None
-    message: str
-
-
-@dataclass(frozen=True)
-class SpecGap:
-    """A documented mismatch between real Grafana and its spec that a response hit."""
-
-    method: str
-    path: str
-    status: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class RequestCheck:
-    unknown_operation: bool
-    errors: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ResponseCheck:
-    errors: tuple[str, ...]
-    gap: SpecGap | None = None
-
-
 def drop_nulls(value: Any) -> Any:
     """Leniency 1: remove ``null`` members from objects, recursively."""
     if isinstance(value, dict):
@@ -188,29 +152,18 @@ def _schema_error_paths(error: Exception) -> list[tuple[str, ...]]:
     return [tuple(str(p) for p in getattr(e, "absolute_path", ())) for e in schema_errors]
 
 
-class SpecValidator:
-    """Request and response checks against one loaded copy of the spec."""
+class SpecValidator(OpenApiValidator):
+    """Request and response checks against the loaded spec, with Grafana's leniencies."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        # Validates the document itself (the slow part) once.
-        api = OpenAPI.from_dict(spec)
-        path: SchemaPath = api.spec
-        self._params = V30RequestParametersValidator(path)
-        self._body = V30RequestBodyValidator(path)
-        self._response = V30ResponseValidator(path)
+        super().__init__(spec)
         self._error_body = OAS30Validator(spec["components"]["schemas"]["ErrorResponseBody"])
 
-    def check_request(self, request: Request) -> RequestCheck:
-        oas_request = _LenientRequest(request)
-        errors: list[str] = []
-        for validator in (self._params, self._body):
-            for error in validator.iter_errors(oas_request):
-                if isinstance(error, PathNotFound | OperationNotFound):
-                    return RequestCheck(unknown_operation=True, errors=(str(error),))
-                if isinstance(error, SecurityValidationError):
-                    continue  # the stand-in's auth layer answers 401/403 like Grafana
-                errors.extend(_describe(error))
-        return RequestCheck(unknown_operation=False, errors=tuple(errors))
+    def openapi_request(self, request: Request) -> WerkzeugOpenAPIRequest:
+        return _LenientRequest(request)
+
+    def describe(self, error: Exception) -> list[str]:
+        return _describe(error)
 
     def check_response(self, request: Request, response: Response, spec_path: str) -> ResponseCheck:
         key = (request.method, spec_path, response.status_code)
@@ -218,7 +171,7 @@ class SpecValidator:
         gap: SpecGap | None = None
         tolerated = TOLERATED_SCHEMA_ERRORS.get(key, frozenset())
         for error in self._response.iter_errors(
-            _LenientRequest(request), WerkzeugOpenAPIResponse(response)
+            self.openapi_request(request), WerkzeugOpenAPIResponse(response)
         ):
             if isinstance(error, ResponseNotFound) and key in UNDOCUMENTED_STATUSES:
                 return self._check_undocumented(response, key)
@@ -227,7 +180,7 @@ class SpecValidator:
                 reason = "spec gap: Dashboard.panels/links are arrays in real dashboards"
                 gap = SpecGap(request.method, spec_path, response.status_code, reason)
                 continue
-            errors.extend(_describe(error))
+            errors.extend(self.describe(error))
         return ResponseCheck(errors=tuple(errors), gap=gap)
 
     def _check_undocumented(self, response: Response, key: tuple[str, str, int]) -> ResponseCheck:
@@ -245,14 +198,10 @@ class SpecValidator:
 
 
 def spec_path() -> Path:
-    configured = os.environ.get(SPEC_ENV)
-    return Path(configured) if configured else DEFAULT_SPEC
+    return spec_file(SPEC_ENV, DEFAULT_SPEC)
 
 
 @functools.cache
 def load_validator() -> SpecValidator:
     """The process-wide validator (loading and checking the spec takes about 1.2 s)."""
-    path = spec_path()
-    if not path.is_file():
-        raise FileNotFoundError(f"Grafana OpenAPI spec not found: {path} (set {SPEC_ENV})")
-    return SpecValidator(json.loads(path.read_text(encoding="utf-8")))
+    return SpecValidator(read_spec(SPEC_ENV, DEFAULT_SPEC, "Grafana"))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from tests.api_standin.errors import ApiError as StandinApiError
 
-class ApiError(Exception):
+
+class ApiError(StandinApiError):
     """An HTTP error answer as SFTPGo's ``sendAPIResponse`` writes it."""
 
     def __init__(self, status: int, error: str, message: str = "") -> None:
-        super().__init__(f"{status} {error}")
-        self.status = status
-        self.body = {"error": error, "message": message or HTTPStatus(status).phrase}
+        super().__init__(
+            status, {"error": error, "message": message or HTTPStatus(status).phrase}, error
+        )
+        self.body: dict[str, str]
 
 
 def validation_error(detail: str) -> ApiError:

@@ -12,24 +12,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.api_standin.fixtures import loaded_spec
+
 from .server import SftpgoStandin
 from .validation import SpecValidator, load_validator
 
 
 @pytest.fixture(scope="session")
 def sftpgo_spec() -> SpecValidator:
-    try:
-        return load_validator()
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return loaded_spec(load_validator)
 
 
 @pytest.fixture
 def sftpgo(sftpgo_spec: SpecValidator) -> Iterator[SftpgoStandin]:
     """A running SFTPGo stand-in; assert ``sftpgo.violations == []`` in your test."""
-    server = SftpgoStandin(validator=sftpgo_spec)
-    server.start()
-    try:
+    with SftpgoStandin(validator=sftpgo_spec) as server:
         yield server
-    finally:
-        server.stop()
