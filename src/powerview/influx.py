@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import urllib3
-from influxdb_client import BucketRetentionRules, InfluxDBClient
+from influxdb_client import Bucket, BucketRetentionRules, InfluxDBClient
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 from urllib3.util.retry import Retry
@@ -263,19 +263,7 @@ class InfluxTarget:
         """Create `bucket` in the org if it does not exist (cached per run)."""
         if bucket in self._known_buckets:
             return
-        api = self._client.buckets_api()
-        with map_influx_errors(f"looking up bucket {bucket!r}"):
-            found = api.find_bucket_by_name(bucket)
-            if found is None:
-                rules = BucketRetentionRules(type="expire", every_seconds=retention_s)
-                try:
-                    api.create_bucket(bucket_name=bucket, org=self._org, retention_rules=rules)
-                except ApiException as exc:
-                    # 422 "already exists": another process created it meanwhile (the
-                    # first files of a new company ingested at once), not a bad file.
-                    if exc.status != 422 or api.find_bucket_by_name(bucket) is None:
-                        raise
-                log.info("created bucket %s", bucket)
+        find_or_create_bucket(self._client, self._org, bucket, retention_s)
         self._known_buckets.add(bucket)
 
     # -- writes --------------------------------------------------------------
@@ -385,6 +373,32 @@ class InfluxTarget:
         with contextlib.suppress(Exception):
             self.flush()
         self._client.close()
+
+
+def find_or_create_bucket(
+    client: InfluxDBClient, org: str, name: str, retention_s: int = 0
+) -> Bucket:
+    """The bucket `name`, created with `retention_s` (0: forever) if it does not exist.
+
+    A 422 "already exists" on creation means another process created it
+    meanwhile (the first files of a new company ingested at once, a tenant
+    created during an ingestion): that bucket is the one wanted, not an error.
+    """
+    api = client.buckets_api()
+    with map_influx_errors(f"ensuring bucket {name!r}"):
+        bucket: Bucket | None = api.find_bucket_by_name(name)
+        if bucket is not None:
+            return bucket
+        rules = [BucketRetentionRules(type="expire", every_seconds=retention_s)]
+        try:
+            created: Bucket = api.create_bucket(bucket_name=name, org=org, retention_rules=rules)
+        except ApiException as exc:
+            raced: Bucket | None = api.find_bucket_by_name(name) if exc.status == 422 else None
+            if raced is None:
+                raise
+            return raced
+    log.info("created bucket %s", name)
+    return created
 
 
 def _gzip(data: bytes, level: int) -> bytes:

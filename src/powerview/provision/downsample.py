@@ -42,9 +42,8 @@ from influxdb_client import (
     TaskCreateRequest,
     TaskUpdateRequest,
 )
-from influxdb_client.rest import ApiException
 
-from powerview.influx import map_influx_errors
+from powerview.influx import find_or_create_bucket, map_influx_errors
 from powerview.layout import check_name
 from powerview.provision.tokens import org_id
 from powerview.schema import MEASUREMENT
@@ -214,33 +213,24 @@ def _ensure_bucket(
     client: InfluxDBClient, org: str, name: str, retention_s: int, check: bool, changes: list[str]
 ) -> Bucket | None:
     """Create the bucket, or set its retention in place; None in check mode if missing."""
-    api = client.buckets_api()
-    rules = [BucketRetentionRules(type="expire", every_seconds=retention_s)]
     with map_influx_errors(f"ensuring bucket {name!r}"):
-        bucket = api.find_bucket_by_name(name)
-        if bucket is None:
-            changes.append(f"create bucket {name} (retention {_shown(retention_s)})")
-            if check:
-                return None
-            try:
-                created: Bucket = api.create_bucket(
-                    bucket_name=name, org=org, retention_rules=rules
-                )
-                return created
-            except ApiException as exc:  # 422: created meanwhile by an ingestion
-                bucket = api.find_bucket_by_name(name) if exc.status == 422 else None
-                if bucket is None:
-                    raise
-        current = bucket.retention_rules[0].every_seconds if bucket.retention_rules else 0
-        if current != retention_s:
-            changes.append(
-                f"update bucket {name} retention {_shown(current)} -> {_shown(retention_s)}"
-            )
-            if not check:
-                bucket.retention_rules = rules
-                bucket = api.update_bucket(bucket)
-    kept: Bucket = bucket
-    return kept
+        bucket: Bucket | None = client.buckets_api().find_bucket_by_name(name)
+    if bucket is None:
+        changes.append(f"create bucket {name} (retention {_shown(retention_s)})")
+        if check:
+            return None
+        # Created meanwhile by an ingestion, it is returned with its retention: set below.
+        bucket = find_or_create_bucket(client, org, name, retention_s)
+    current = bucket.retention_rules[0].every_seconds if bucket.retention_rules else 0
+    if current != retention_s:
+        changes.append(f"update bucket {name} retention {_shown(current)} -> {_shown(retention_s)}")
+        if not check:
+            bucket.retention_rules = [
+                BucketRetentionRules(type="expire", every_seconds=retention_s)
+            ]
+            with map_influx_errors(f"setting the retention of bucket {name!r}"):
+                bucket = client.buckets_api().update_bucket(bucket)
+    return bucket
 
 
 def _shown(seconds: int) -> str:

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from influxdb_client import Authorization, Bucket, InfluxDBClient, Permission, PermissionResource
-from influxdb_client.rest import ApiException
 
 from powerview.exceptions import InfluxRequestError
-from powerview.influx import map_influx_errors
+from powerview.influx import find_or_create_bucket, map_influx_errors
 from powerview.layout import check_name
 from powerview.private_files import write_private
 
@@ -53,19 +52,7 @@ def org_id(client: InfluxDBClient, org: str) -> str:
 
 def ensure_bucket(client: InfluxDBClient, org: str, company: str, suffix: str = "") -> Bucket:
     """The company's bucket (`suffix`: one of its downsampled ones), created if missing."""
-    name = check_name("company", company) + suffix
-    api = client.buckets_api()
-    with map_influx_errors(f"ensuring bucket {name!r}"):
-        bucket = api.find_bucket_by_name(name)
-        if bucket is None:
-            try:
-                bucket = api.create_bucket(bucket_name=name, org=org)
-            except ApiException as exc:  # 422: created meanwhile by an ingestion
-                bucket = api.find_bucket_by_name(name) if exc.status == 422 else None
-                if bucket is None:
-                    raise
-    found: Bucket = bucket
-    return found
+    return find_or_create_bucket(client, org, check_name("company", company) + suffix)
 
 
 def find_tokens(
