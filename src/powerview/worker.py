@@ -200,24 +200,30 @@ def run_reported(
 def reject_crashed(payload: dict[str, Any], reason: str) -> dict[str, Any]:
     """Move a file whose ingestion kept killing its process to error/, with a report."""
     from powerview import layout
-    from powerview.exceptions import NameRuleError
+    from powerview.exceptions import NameRuleError, UnsafeUploadError
     from powerview.influx import open_target
     from powerview.ingest import write_run
     from powerview.report import FileReport, RunReport
+    from powerview.upload_file import display, open_upload
 
     path = Path(payload["path"])
     if not layout.is_candidate(path):
         return {"outcome": "done", "status": "gone"}
     settings = config.load()
     data_root = settings.data_root.resolve()
-    report = FileReport(path=str(path), file_name=path.name, status="error", error=reason)
+    report = FileReport(
+        path=display(path), file_name=display(path.name), status="error", error=reason
+    )
+    # Opened from the data root without following links, as for its ingestion: a
+    # client cannot point this move at another company's file by swapping folders.
     try:
-        location = layout.locate(path, data_root)
-        report.company, report.campaign = location.company, location.campaign
-        report.device_sn = location.device_sn
-    except NameRuleError:
-        pass  # queued with a valid name; the report says what it can
-    report.moved_to = str(layout.move_to_outcome(path, "error"))
+        with open_upload(data_root, path) as upload:
+            report.company, report.campaign, report.device_sn = upload.folder_names()
+            report.moved_to = display(upload.move_to("error"))
+    except FileNotFoundError:
+        return {"outcome": "done", "status": "gone"}
+    except (NameRuleError, UnsafeUploadError) as exc:
+        return {"outcome": "done", "status": "skipped", "error": f"{reason}; not moved: {exc}"}
     target = open_target(settings)
     try:
         write_run(
