@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from powerview.exceptions import NameRuleError
-from powerview.upload_file import OUTCOME_DIRS, OutcomeFolder, open_in_folder
+from powerview.upload_file import OUTCOME_DIRS
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 NAME_RULE_TEXT = "1 to 63 ASCII letters, digits, '-' or '_', starting with a letter or digit"
@@ -135,28 +135,6 @@ def find_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield from sorted(p for p in found if is_candidate(p))
         else:
             yield path
-
-
-def move_to_outcome(path: Path, outcome: OutcomeFolder) -> Path:
-    """Move `path` into `<its folder>/<outcome>/`, never replacing an existing file.
-
-    link() then unlink(): link fails atomically when the name is taken, so a
-    clash picks the next name (`x.1.tsv`, `x.2.tsv`, ...). A crash between the
-    two leaves the file in both places; `finish_interrupted_move` repairs it.
-    The file is not followed if it is a link, nor is the outcome folder
-    (`upload_file.Upload.move_to` does the work, relative to folder descriptors).
-    """
-    with open_in_folder(path) as upload:
-        return upload.move_to(outcome)
-
-
-def finish_interrupted_move(path: Path) -> Path | None:
-    """If a crash left `path` also linked in parsed/ or error/, drop this name.
-
-    Returns where the file already is, or None when no move was under way.
-    """
-    with open_in_folder(path) as upload:
-        return upload.finish_interrupted_move()
 
 
 def data_root_for(paths: tuple[Path, ...], given: Path | None, configured: Path) -> Path:

@@ -321,19 +321,6 @@ def open_upload(data_root: Path, path: Path | str | bytes) -> Upload:
         raise
 
 
-def open_in_folder(path: Path) -> Upload:
-    """Open the file `path` (not followed if a link) in its folder, for the operator's tools.
-
-    The folder itself is taken as given; the worker uses `open_upload`.
-    """
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return _open_file(fd, path.parent, (), os.fsencode(path.name))
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _open_file(dir_fd: int, folder: Path, names: tuple[bytes, ...], file_name: bytes) -> Upload:
     dir_info = os.fstat(dir_fd)
     try:

@@ -157,9 +157,10 @@ def test_outcome_folders_are_not_reported(watch: Watch, root: Path) -> None:
     write(folder / "error" / "b.tsv")
     done = write(folder / "c.tsv")
     watch.pump(lambda: str(done) in watch.ingested())
-    from powerview.layout import move_to_outcome
+    from powerview.upload_file import open_upload
 
-    moved = move_to_outcome(done, "parsed")  # what the worker does after ingesting
+    with open_upload(root, done) as upload:  # what the worker does after ingesting
+        moved = upload.move_to("parsed")
     write(folder / "parsed" / "a.tsv", "again\n")
     marker = write(folder / "marker.tsv")
     watch.pump(lambda: str(marker) in watch.ingested())

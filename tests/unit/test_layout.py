@@ -12,11 +12,10 @@ from powerview.layout import (
     check_name,
     data_root_for,
     find_files,
-    finish_interrupted_move,
     is_candidate,
     locate,
-    move_to_outcome,
 )
+from powerview.upload_file import OutcomeFolder, open_upload
 
 
 @pytest.mark.parametrize(
@@ -215,13 +214,24 @@ def test_find_files_keeps_explicit_files_and_walks_several_folders(root: Path) -
 # -- outcome moves -------------------------------------------------------------------
 
 
+def move_to_outcome(root: Path, path: Path, outcome: OutcomeFolder) -> Path:
+    """What the worker does after ingesting: open from the root, move by descriptor."""
+    with open_upload(root, path) as upload:
+        return upload.move_to(outcome)
+
+
+def finish_interrupted_move(root: Path, path: Path) -> Path | None:
+    with open_upload(root, path) as upload:
+        return upload.finish_interrupted_move()
+
+
 def test_move_never_overwrites(root: Path) -> None:
     device = root / "acme" / "c1" / "02001084"
-    first = move_to_outcome(put(device / "T302.tsv", "one"), "parsed")
+    first = move_to_outcome(root, put(device / "T302.tsv", "one"), "parsed")
     assert first == device / "parsed" / "T302.tsv"
-    second = move_to_outcome(put(device / "T302.tsv", "two"), "parsed")
+    second = move_to_outcome(root, put(device / "T302.tsv", "two"), "parsed")
     assert second == device / "parsed" / "T302.1.tsv"
-    third = move_to_outcome(put(device / "T302.tsv", "three"), "parsed")
+    third = move_to_outcome(root, put(device / "T302.tsv", "three"), "parsed")
     assert third == device / "parsed" / "T302.2.tsv"
     assert [p.read_text() for p in (first, second, third)] == ["one", "two", "three"]
     assert not (device / "T302.tsv").exists()
@@ -235,7 +245,7 @@ def test_move_never_overwrites(root: Path) -> None:
 def test_move_to_error_and_names_with_dots(root: Path) -> None:
     device = root / "acme" / "c1" / "02001084"
     put(device / "error" / "a.b.tsv", "earlier")
-    moved = move_to_outcome(put(device / "a.b.tsv", "later"), "error")
+    moved = move_to_outcome(root, put(device / "a.b.tsv", "later"), "error")
     assert moved == device / "error" / "a.b.1.tsv"
     assert (device / "error" / "a.b.tsv").read_text() == "earlier"
     assert moved.read_text() == "later"
@@ -248,7 +258,7 @@ def test_finish_interrupted_move_drops_the_stale_name(root: Path) -> None:
     put(device / "parsed" / "T302.tsv", "an earlier file of the same name")
     # The crash came after link(), before unlink(): the file was linked as T302.1.tsv.
     os.link(source, device / "parsed" / "T302.1.tsv")
-    assert finish_interrupted_move(source) == device / "parsed" / "T302.1.tsv"
+    assert finish_interrupted_move(root, source) == device / "parsed" / "T302.1.tsv"
     assert not source.exists()
     assert (device / "parsed" / "T302.1.tsv").read_text() == "data"
     assert (device / "parsed" / "T302.tsv").read_text() == "an earlier file of the same name"
@@ -259,20 +269,20 @@ def test_finish_interrupted_move_in_error(root: Path) -> None:
     source = put(device / "T302.tsv", "data")
     (device / "error").mkdir()
     os.link(source, device / "error" / "T302.tsv")
-    assert finish_interrupted_move(source) == device / "error" / "T302.tsv"
+    assert finish_interrupted_move(root, source) == device / "error" / "T302.tsv"
     assert not source.exists()
 
 
 def test_finish_interrupted_move_leaves_other_files_alone(root: Path, tmp_path: Path) -> None:
     device = root / "acme" / "c1" / "02001084"
     single = put(device / "single.tsv")
-    assert finish_interrupted_move(single) is None
+    assert finish_interrupted_move(root, single) is None
     assert single.exists()
     linked = put(device / "linked.tsv")
     os.link(linked, tmp_path / "backup.tsv")  # a second name, but not in parsed/ or error/
     (device / "parsed").mkdir()
     put(device / "parsed" / "linked.tsv")  # same name, another file
-    assert finish_interrupted_move(linked) is None
+    assert finish_interrupted_move(root, linked) is None
     assert linked.exists()
 
 
