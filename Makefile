@@ -18,16 +18,24 @@ influxd:
 
 # Debian's OpenSSH server and client: the end-to-end tests run a real sshd
 # (internal-sftp, chroot per company) and need ssh-keygen and sftp.
-APT_PACKAGES := openssh-server openssh-client
+# Pango (and HarfBuzz's subsetter, fonts): WeasyPrint draws the report's PDF with them.
+# Chromium and poppler-utils (pdftoppm, pdftotext): the report tests open the HTML in
+# a real browser and read the PDF back.
+APT_PACKAGES := openssh-server openssh-client \
+	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+	chromium poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 apt:
-	@if [ -x /usr/sbin/sshd ] && command -v sftp >/dev/null 2>&1; then \
-		echo "apt: openssh-server and openssh-client already installed"; \
+	@missing=$$(for package in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; \
+	done); \
+	if [ -z "$$missing" ]; then \
+		echo "apt: $(APT_PACKAGES) already installed"; \
 	else \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+			apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 # A fresh copy of examples/data each time: ingestion moves files to parsed/ and error/.

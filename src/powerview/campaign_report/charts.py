@@ -1,0 +1,307 @@
+"""The report's charts, drawn with matplotlib into PNG bytes embedded as data: URIs.
+
+Figures are built with `matplotlib.figure.Figure` and the Agg canvas, never pyplot:
+no display, no global figure registry to leak memory across a long worker. The PNG
+bytes go into the HTML as `data:` URIs, so the report is one file that opens offline,
+and WeasyPrint draws the same bytes into the PDF.
+
+Names and labels come from clients: they are drawn as plain text (a `$` would start
+matplotlib's math mode, and a malformed formula fails the whole drawing), with control
+characters shown as escapes like everywhere else (`plain_text.visible`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything imports pyplot: no display is ever opened
+
+from matplotlib import dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from powerview.campaign_report.model import (
+    CampaignReport,
+    Completeness,
+    PowerFigures,
+    ReportPeriod,
+)
+from powerview.plain_text import visible
+
+# A4 text width is about 180 mm; 7 x 3 inches at 150 dpi stays sharp on paper and
+# keeps one chart near 60-120 KB.
+WIDTH_IN = 7.2
+HEIGHT_IN = 3.0
+DPI = 150
+# Received data, estimated gaps and missing data: the same three colours in every chart.
+RECEIVED = "#2b6cb0"
+ESTIMATE = "#dd6b20"
+MISSING = "#c53030"
+LEGEND_COLUMNS = 4
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One drawn chart: what it shows (its alt text) and its PNG bytes."""
+
+    title: str
+    alt: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class DeviceCharts:
+    device: str
+    load_curve: Chart | None
+    daily_energy: Chart | None
+    typical_day: Chart | None
+
+    @property
+    def all(self) -> list[Chart]:
+        return [c for c in (self.load_curve, self.daily_energy, self.typical_day) if c]
+
+
+@dataclass(frozen=True)
+class ReportCharts:
+    completeness: Chart | None
+    devices: dict[str, DeviceCharts]
+
+
+def plain(text: str) -> str:
+    """`text` as matplotlib draws it literally: no math mode, controls escaped."""
+    return visible(text).replace("$", r"\$")
+
+
+def draw_all(report: CampaignReport) -> ReportCharts:
+    """Every chart of the report, per device, plus the completeness timeline."""
+    zone = ZoneInfo(report.period.timezone)
+    devices = {}
+    for device in report.devices:
+        channels = [p for p in report.power if p.device == device]
+        devices[device] = DeviceCharts(
+            device=device,
+            load_curve=load_curve(device, channels, zone),
+            daily_energy=daily_energy(device, channels),
+            typical_day=typical_day(device, channels),
+        )
+    return ReportCharts(
+        completeness=completeness_timeline(report.completeness, report.period), devices=devices
+    )
+
+
+def load_curve(device: str, channels: Sequence[PowerFigures], zone: ZoneInfo) -> Chart | None:
+    """Interval mean power over the campaign, one line per channel, in local time."""
+    drawn = [c for c in channels if c.load_curve]
+    if not drawn:
+        return None
+    figure, axes = _figure()
+    for channel in drawn:
+        times = [_local(p.time, zone) for p in channel.load_curve]
+        axes.plot(
+            times,
+            [p.mean_kw for p in channel.load_curve],
+            linewidth=0.8,
+            label=plain(channel.label),
+        )
+    _time_axis(axes)
+    axes.set_ylabel("kW (interval mean)")
+    _legend(axes, len(drawn))
+    return _chart(
+        figure,
+        f"Load curve, {device}",
+        f"Load curve of {device}: mean power per interval of {len(drawn)} channel(s), local time",
+    )
+
+
+def daily_energy(device: str, channels: Sequence[PowerFigures]) -> Chart | None:
+    """Energy per day, stacked by channel; the gap estimates hatched on top, apart."""
+    drawn = [c for c in channels if c.daily]
+    if not drawn:
+        return None
+    days = sorted({d.day for c in drawn for d in c.daily})
+    index = {day: i for i, day in enumerate(days)}
+    figure, axes = _figure()
+    bottom = [0.0] * len(days)
+    for channel in drawn:
+        heights = [0.0] * len(days)
+        for d in channel.daily:
+            heights[index[d.day]] = d.kwh
+        axes.bar(range(len(days)), heights, bottom=bottom, width=0.8, label=plain(channel.label))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    estimates = [0.0] * len(days)
+    for channel in drawn:
+        for d in channel.daily:
+            estimates[index[d.day]] += d.gap_kwh_estimate
+    if any(estimates):
+        axes.bar(
+            range(len(days)),
+            estimates,
+            bottom=bottom,
+            width=0.8,
+            fill=False,
+            edgecolor=ESTIMATE,
+            hatch="////",
+            linewidth=0.8,
+            label="gap estimate (not measured)",
+        )
+    step = max(1, len(days) // 15)
+    axes.set_xticks(range(0, len(days), step))
+    axes.set_xticklabels(
+        [days[i].strftime("%d %b") for i in range(0, len(days), step)],
+        rotation=45,
+        ha="right",
+        fontsize=7,
+    )
+    axes.set_ylabel("kWh per day")
+    _legend(axes, len(drawn) + (1 if any(estimates) else 0))
+    return _chart(
+        figure,
+        f"Daily energy, {device}",
+        f"Daily energy of {device} over {len(days)} day(s), stacked by channel, "
+        "estimates for gaps hatched",
+    )
+
+
+def typical_day(device: str, channels: Sequence[PowerFigures]) -> Chart | None:
+    """Mean power by time of day: weekdays solid, weekend dashed, same colour per channel."""
+    drawn = [c for c in channels if c.profile]
+    if not drawn:
+        return None
+    figure, axes = _figure()
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for number, channel in enumerate(drawn):
+        colour = cycle[number % len(cycle)]
+        hours = [p.minute_of_day / 60 for p in channel.profile]
+        weekday = [
+            p.weekday_kw if p.weekday_kw is not None else float("nan") for p in channel.profile
+        ]
+        weekend = [
+            p.weekend_kw if p.weekend_kw is not None else float("nan") for p in channel.profile
+        ]
+        axes.plot(
+            hours, weekday, color=colour, linewidth=1.0, label=f"{plain(channel.label)}, weekdays"
+        )
+        axes.plot(
+            hours,
+            weekend,
+            color=colour,
+            linewidth=1.0,
+            linestyle="--",
+            label=f"{plain(channel.label)}, weekend",
+        )
+    axes.set_xlim(0, 24)
+    axes.set_xticks(range(0, 25, 3))
+    axes.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)], fontsize=7)
+    axes.set_xlabel("time of day (local)")
+    axes.set_ylabel("mean kW")
+    _legend(axes, 2 * len(drawn))
+    return _chart(
+        figure,
+        f"Typical day, {device}",
+        f"Typical-day profile of {device}: mean power by time of day, weekdays and weekend",
+    )
+
+
+def completeness_timeline(
+    completeness: Sequence[Completeness], period: ReportPeriod
+) -> Chart | None:
+    """One row per device: data received, gaps, and the period outside the data."""
+    if not completeness:
+        return None
+    zone = ZoneInfo(period.timezone)
+    height = max(1.6, 0.45 * len(completeness) + 1.0)
+    figure, axes = _figure(height=height)
+    start, end = _local(period.start, zone), _local(period.end, zone)
+    for row, device in enumerate(completeness):
+        y = (row - 0.35, 0.7)
+        first, last = _local(device.first, zone), _local(device.last, zone)
+        axes.broken_barh(_spans([(start, first), (last, end)]), y, color="#e2e8f0")
+        received, cursor = [], first
+        for gap in sorted(device.gaps, key=lambda g: g.start):
+            received.append((cursor, _local(gap.start, zone)))
+            cursor = _local(gap.end, zone)
+        received.append((cursor, last))
+        axes.broken_barh(_spans(received), y, color=RECEIVED)
+        gaps = [(_local(g.start, zone), _local(g.end, zone)) for g in device.gaps]
+        # At least one pixel wide at the campaign's scale, so a 10-minute gap still shows.
+        minimum = (end - start) / 600
+        axes.broken_barh([(s, max(e - s, minimum)) for s, e in gaps], y, color=MISSING)
+    axes.set_yticks(range(len(completeness)))
+    axes.set_yticklabels([plain(c.device) for c in completeness], fontsize=8)
+    axes.set_ylim(len(completeness) - 0.5, -0.5)
+    axes.set_xlim(start, end)
+    _time_axis(axes)
+    axes.legend(
+        handles=[
+            Patch(color=RECEIVED, label="data received"),
+            Patch(color=MISSING, label="gap (no data)"),
+            Patch(color="#e2e8f0", label="before first / after last"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+    )
+    return _chart(
+        figure,
+        "Completeness",
+        f"Completeness timeline of {len(completeness)} device(s): received data and gaps",
+    )
+
+
+def _spans(pairs: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(start, width) pairs for broken_barh, empty spans left out."""
+    return [(start, end - start) for start, end in pairs if end > start]
+
+
+def _local(moment: dt.datetime, zone: ZoneInfo) -> float:
+    """Local wall-clock time as matplotlib's date number: the time the reader lives by."""
+    return float(mdates.date2num(moment.astimezone(zone).replace(tzinfo=None)))
+
+
+def _figure(height: float = HEIGHT_IN) -> tuple[Figure, Axes]:
+    figure = Figure(figsize=(WIDTH_IN, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.grid(True, linewidth=0.3, color="#cbd5e0")
+    axes.set_axisbelow(True)
+    axes.tick_params(labelsize=7)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    return figure, axes
+
+
+def _time_axis(axes: Axes) -> None:
+    locator = mdates.AutoDateLocator(maxticks=10)
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _legend(axes: Axes, entries: int) -> None:
+    axes.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        fontsize=7,
+        frameon=False,
+        ncol=min(LEGEND_COLUMNS, max(1, entries)),
+    )
+
+
+def _chart(figure: Figure, title: str, alt: str) -> Chart:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return Chart(title=title, alt=alt, png=buffer.getvalue())
