@@ -33,7 +33,7 @@ ZONE = "Europe/Paris"
 INTERVAL_S = 600
 # A client names its devices and files: the report must show these as text.
 HOSTILE_DEVICE = "<script>alert(1)</script>"
-HOSTILE_LABEL = r"P $\frac{1}{0 & <b>bold</b>"
+HOSTILE_LABEL = r"P $\nocommand{1}$ & <b>bold</b>"
 HOSTILE_FILE = '=HYPERLINK("http://example.invalid/","click")\u202egpj.tsv'
 # 2026-03-23 is a Monday; the week holds the switch to summer time (Sunday 29 March).
 START = dt.datetime(2026, 3, 22, 23, 0, tzinfo=UTC)  # 00:00 in Paris

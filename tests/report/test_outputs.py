@@ -1,0 +1,55 @@
+"""Every writer of WRITERS, on an empty campaign too, and charts with hostile labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import pytest
+
+from powerview.campaign_report import charts
+from powerview.campaign_report.model import CampaignReport
+from powerview.campaign_report.outputs import WRITERS
+from tests.report.factory import HOSTILE_LABEL
+from tests.report.viewers import poppler
+
+MAGIC = {"html": b"<!DOCTYPE html>", "pdf": b"%PDF-", "xlsx": b"PK\x03\x04"}
+
+
+@pytest.fixture(scope="module")
+def empty(report: CampaignReport) -> CampaignReport:
+    """A campaign whose period holds no data at all."""
+    return dataclasses.replace(report, devices=[], power=[], voltage=[], imbalance=[],
+                               completeness=[], sources=[])  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MAGIC))
+def test_each_writer_writes_its_format(name: str, empty: CampaignReport, tmp_path: Path) -> None:
+    path = tmp_path / f"report.{name}"
+    WRITERS[name](empty, path)
+    assert path.read_bytes().startswith(MAGIC[name])
+
+
+def test_an_empty_campaign_says_so(empty: CampaignReport, tmp_path: Path) -> None:
+    WRITERS["html"](empty, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "No power channel holds data in this period." in html
+    assert "No ingested file in the ledger for this period." in html
+    assert "<img" not in html
+    WRITERS["pdf"](empty, tmp_path / "r.pdf")
+    text = poppler("pdftotext", str(tmp_path / "r.pdf"), "-")
+    assert "No device has data in this period." in text
+    WRITERS["xlsx"](empty, tmp_path / "r.xlsx")
+    book = openpyxl.load_workbook(tmp_path / "r.xlsx")
+    assert all(sheet.max_row == 4 for sheet in book if sheet.title != "Report")
+
+
+def test_labels_are_drawn_literally_not_as_math(report: CampaignReport) -> None:
+    """`$\\nocommand{1}$` makes matplotlib's math parser fail the whole figure."""
+    (channel,) = [p for p in report.power if p.label == HOSTILE_LABEL]
+    chart = charts.load_curve(channel.device, [channel], ZoneInfo("UTC"))
+    assert chart is not None
+    assert chart.png.startswith(b"\x89PNG")
+    assert charts.plain(HOSTILE_LABEL) == r"P \$\nocommand{1}\$ & <b>bold</b>"
