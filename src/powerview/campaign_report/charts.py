@@ -24,9 +24,11 @@ import matplotlib
 matplotlib.use("Agg")  # before anything imports pyplot: no display is ever opened
 
 from matplotlib import dates as mdates
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from powerview.campaign_report.model import (
@@ -47,6 +49,7 @@ RECEIVED = "#2b6cb0"
 ESTIMATE = "#dd6b20"
 MISSING = "#c53030"
 LEGEND_COLUMNS = 4
+LABEL_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,12 @@ class DeviceCharts:
 class ReportCharts:
     completeness: Chart | None
     devices: dict[str, DeviceCharts]
+
+
+def legend_label(label: str) -> str:
+    """A client's label for a legend: plain, and cut so that the plot keeps its width."""
+    shown = plain(label)
+    return shown if len(shown) <= LABEL_CHARS else shown[: LABEL_CHARS - 1] + "\u2026"
 
 
 def plain(text: str) -> str:
@@ -114,11 +123,11 @@ def load_curve(device: str, channels: Sequence[PowerFigures], zone: ZoneInfo) ->
             times,
             [p.mean_kw for p in channel.load_curve],
             linewidth=0.8,
-            label=plain(channel.label),
+            label=legend_label(channel.label),
         )
     _time_axis(axes)
     axes.set_ylabel("kW (interval mean)")
-    _legend(axes, len(drawn))
+    _legend(axes)
     return _chart(
         figure,
         f"Load curve, {device}",
@@ -139,7 +148,9 @@ def daily_energy(device: str, channels: Sequence[PowerFigures]) -> Chart | None:
         heights = [0.0] * len(days)
         for d in channel.daily:
             heights[index[d.day]] = d.kwh
-        axes.bar(range(len(days)), heights, bottom=bottom, width=0.8, label=plain(channel.label))
+        axes.bar(
+            range(len(days)), heights, bottom=bottom, width=0.8, label=legend_label(channel.label)
+        )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     estimates = [0.0] * len(days)
     for channel in drawn:
@@ -166,7 +177,7 @@ def daily_energy(device: str, channels: Sequence[PowerFigures]) -> Chart | None:
         fontsize=7,
     )
     axes.set_ylabel("kWh per day")
-    _legend(axes, len(drawn) + (1 if any(estimates) else 0))
+    _legend(axes)
     return _chart(
         figure,
         f"Daily energy, {device}",
@@ -191,23 +202,16 @@ def typical_day(device: str, channels: Sequence[PowerFigures]) -> Chart | None:
         weekend = [
             p.weekend_kw if p.weekend_kw is not None else float("nan") for p in channel.profile
         ]
-        axes.plot(
-            hours, weekday, color=colour, linewidth=1.0, label=f"{plain(channel.label)}, weekdays"
-        )
-        axes.plot(
-            hours,
-            weekend,
-            color=colour,
-            linewidth=1.0,
-            linestyle="--",
-            label=f"{plain(channel.label)}, weekend",
-        )
+        axes.plot(hours, weekday, color=colour, linewidth=1.0, label=legend_label(channel.label))
+        axes.plot(hours, weekend, color=colour, linewidth=1.0, linestyle="--")
     axes.set_xlim(0, 24)
     axes.set_xticks(range(0, 25, 3))
     axes.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)], fontsize=7)
     axes.set_xlabel("time of day (local)")
     axes.set_ylabel("mean kW")
-    _legend(axes, 2 * len(drawn))
+    # One entry per channel (its colour), then what solid and dashed mean.
+    _legend(axes, [(Line2D([], [], color="#4a5568"), "weekdays (Mon-Fri)"),
+                   (Line2D([], [], color="#4a5568", linestyle="--"), "weekend")])  # fmt: skip
     return _chart(
         figure,
         f"Typical day, {device}",
@@ -240,7 +244,7 @@ def completeness_timeline(
         minimum = (end - start) / 600
         axes.broken_barh([(s, max(e - s, minimum)) for s, e in gaps], y, color=MISSING)
     axes.set_yticks(range(len(completeness)))
-    axes.set_yticklabels([plain(c.device) for c in completeness], fontsize=8)
+    axes.set_yticklabels([legend_label(c.device) for c in completeness], fontsize=8)
     axes.set_ylim(len(completeness) - 0.5, -0.5)
     axes.set_xlim(start, end)
     _time_axis(axes)
@@ -291,14 +295,15 @@ def _time_axis(axes: Axes) -> None:
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _legend(axes: Axes, entries: int) -> None:
-    axes.legend(
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.18),
-        fontsize=7,
-        frameon=False,
-        ncol=min(LEGEND_COLUMNS, max(1, entries)),
-    )
+def _legend(axes: Axes, extra: Sequence[tuple[Artist, str]] = ()) -> None:
+    """Below the plot, in as many columns as the labels' length allows."""
+    handles, labels = axes.get_legend_handles_labels()
+    handles += [handle for handle, _ in extra]
+    labels += [label for _, label in extra]
+    longest = max((len(label) for label in labels), default=0)
+    columns = LEGEND_COLUMNS if longest <= 22 else 2 if longest <= 45 else 1
+    axes.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=7,
+                frameon=False, ncol=min(columns, max(1, len(labels))))  # fmt: skip
 
 
 def _chart(figure: Figure, title: str, alt: str) -> Chart:
