@@ -53,6 +53,7 @@ def power_kw(moment: dt.datetime, scale: float, zone: ZoneInfo) -> float:
 
 
 def _power(
+    interval_s: int,
     device: str,
     channel: str,
     label: str,
@@ -62,7 +63,7 @@ def _power(
     period: ReportPeriod,
     expected_per_day: dict[dt.date, int],
 ) -> PowerFigures:
-    hours = INTERVAL_S / 3600
+    hours = interval_s / 3600
     samples = [
         (t, power_kw(t, scale, zone) * (1 + 0.01 * (sum(channel.encode()) % 7))) for t in times
     ]
@@ -97,7 +98,8 @@ def _power(
         values = profile_sums.get((minute, weekend_day))
         return round(sum(values) / len(values), 4) if values else None
 
-    profile = [ProfilePoint(m, mean_at(m, False), mean_at(m, True)) for m in range(0, 1440, 10)]
+    step = max(10, interval_s // 60)
+    profile = [ProfilePoint(m, mean_at(m, False), mean_at(m, True)) for m in range(0, 1440, step)]
     return PowerFigures(
         device=device,
         channel=channel,
@@ -122,7 +124,11 @@ def _power(
 
 
 def build_report(
-    devices: int = 3, days: int = DAYS, channels: int = 3, hostile: bool = True
+    devices: int = 3,
+    days: int = DAYS,
+    channels: int = 3,
+    hostile: bool = True,
+    interval_s: int = INTERVAL_S,
 ) -> CampaignReport:
     """`devices` loggers over `days` days, `channels` power channels each; the second
     device has a 6-hour gap on day 3; the last one is named like a script when `hostile`."""
@@ -140,7 +146,7 @@ def build_report(
     moment = period.start
     while moment < period.end:
         all_times.append(moment)
-        moment += dt.timedelta(seconds=INTERVAL_S)
+        moment += dt.timedelta(seconds=interval_s)
     expected_per_day: dict[dt.date, int] = defaultdict(int)
     for t in all_times:
         expected_per_day[t.astimezone(zone).date()] += 1
@@ -154,7 +160,7 @@ def build_report(
             gap_start = START + dt.timedelta(days=2, hours=10)
             gap_end = gap_start + dt.timedelta(hours=6)
             times = [t for t in all_times if not gap_start <= t < gap_end]
-            gaps.append(Gap(device, gap_start, gap_end, missing_intervals=36))
+            gaps.append(Gap(device, gap_start, gap_end, missing_intervals=6 * 3600 // interval_s))
         for c in range(channels):
             label = (
                 HOSTILE_LABEL
@@ -163,6 +169,7 @@ def build_report(
             )
             power.append(
                 _power(
+                    interval_s,
                     device,
                     f"M{device}_Voie{c + 1}_W",
                     label,
@@ -198,9 +205,9 @@ def build_report(
         completeness.append(
             Completeness(
                 device,
-                INTERVAL_S,
+                interval_s,
                 times[0],
-                times[-1] + dt.timedelta(seconds=INTERVAL_S),
+                times[-1] + dt.timedelta(seconds=interval_s),
                 len(all_times),
                 len(times),
                 gaps,
@@ -213,7 +220,7 @@ def build_report(
                 else (f"T302_{(START + dt.timedelta(days=day)):%y%m%d}_000000_UTC.tsv")
             )
             first = START + dt.timedelta(days=day)
-            written = 144 * (channels + (3 if number == 0 else 0))
+            written = 86400 // interval_s * (channels + (3 if number == 0 else 0))
             sources.append(
                 SourceFile(
                     device=device,
