@@ -53,3 +53,17 @@ def test_labels_are_drawn_literally_not_as_math(report: CampaignReport) -> None:
     assert chart is not None
     assert chart.png.startswith(b"\x89PNG")
     assert charts.plain(HOSTILE_LABEL) == r"P \$\nocommand{1}\$ & <b>bold</b>"
+
+
+def test_an_undefined_figure_is_shown_as_absent(report: CampaignReport, tmp_path: Path) -> None:
+    """A NaN (a mean over nothing) is a dash in the HTML and an empty cell in Excel,
+    never "nan" nor a file Excel refuses."""
+    first = dataclasses.replace(report.power[0], base_load_kw=float("nan"))
+    odd = dataclasses.replace(report, power=[first, *report.power[1:]])
+    WRITERS["html"](odd, tmp_path / "r.html")
+    assert ">nan<" not in (tmp_path / "r.html").read_text(encoding="utf-8")
+    WRITERS["xlsx"](odd, tmp_path / "r.xlsx")
+    summary = openpyxl.load_workbook(tmp_path / "r.xlsx")["Summary"]
+    assert [cell.value for cell in summary[4]][7] == "Base load kW"
+    assert summary.cell(row=5, column=8).value is None
+    assert summary.cell(row=6, column=8).value == report.power[1].base_load_kw

@@ -11,6 +11,7 @@ zone, which the title page states.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,8 +104,10 @@ def _local(moment: dt.datetime | None, zone: ZoneInfo, fmt: str) -> str:
 
 
 def _number(value: float | int | None, digits: int = 1) -> str:
-    """Thousands separated, fixed decimals; an absent value is an em dash."""
-    return "\u2014" if value is None else f"{value:,.{digits}f}"
+    """Thousands separated, fixed decimals; an absent value (or NaN) is an em dash."""
+    if value is None or not math.isfinite(value):
+        return "\u2014"
+    return f"{value:,.{digits}f}"
 
 
 def _duration(seconds: float) -> str:
