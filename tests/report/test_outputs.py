@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import math
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -67,3 +69,17 @@ def test_an_undefined_figure_is_shown_as_absent(report: CampaignReport, tmp_path
     assert [cell.value for cell in summary[4]][7] == "Base load kW"
     assert summary.cell(row=5, column=8).value is None
     assert summary.cell(row=6, column=8).value == report.power[1].base_load_kw
+
+
+def test_the_load_curve_is_broken_at_gaps_not_at_the_change_of_time() -> None:
+    """A 6-hour gap leaves a hole in the line; the switch to summer time (the wall clock
+    jumps an hour between two 10-minute intervals) does not."""
+    start = dt.datetime(2026, 3, 29, 0, 0, tzinfo=dt.UTC)  # 01:00 -> 03:00 in Paris at 01:00 UTC
+    times = [start + dt.timedelta(minutes=10 * n) for n in range(30)]
+    times += [times[-1] + dt.timedelta(hours=6, minutes=10 * n) for n in range(1, 4)]
+    zone = ZoneInfo("Europe/Paris")
+    x = [charts._local(t, zone) for t in times]
+    broken_x, broken_y = charts._broken_at_gaps(times, x, [1.0] * len(times))
+    holes = [n for n, value in enumerate(broken_y) if math.isnan(value)]
+    assert holes == [30]  # once, before the first point after the gap
+    assert len(broken_x) == len(times) + 1

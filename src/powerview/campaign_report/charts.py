@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -155,8 +156,8 @@ def load_curve(device: str, channels: Sequence[PowerFigures], zone: ZoneInfo) ->
     series = largest(drawn, lambda c: {p.time: p.mean_kw for p in c.load_curve})
     for label, values in series:
         times = sorted(values)
-        axes.plot([_local(t, zone) for t in times], [values[t] for t in times], linewidth=0.8,
-                  label=label)  # fmt: skip
+        x, y = _broken_at_gaps(times, [_local(t, zone) for t in times], [values[t] for t in times])
+        axes.plot(x, y, linewidth=0.8, label=label)
     _time_axis(axes)
     axes.set_ylabel("kW (interval mean)")
     _legend(axes)
@@ -293,6 +294,24 @@ def completeness_timeline(
         "Completeness",
         f"Completeness timeline of {len(completeness)} device(s): received data and gaps",
     )
+
+
+def _broken_at_gaps(
+    times: Sequence[dt.datetime], x: Sequence[float], y: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """The line's points with a NaN wherever a step is longer than 1.5 times the usual
+    one: matplotlib then leaves a gap in the line instead of bridging it silently. Steps
+    are measured in UTC: the change to summer time is no gap, though the wall clock jumps."""
+    steps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    usual = sorted(steps)[len(steps) // 2] if steps else 0.0
+    broken_x, broken_y = list(x[:1]), list(y[:1])
+    for step, left, value in zip(steps, x[1:], y[1:], strict=True):
+        if step > 1.5 * usual:
+            broken_x.append(left)
+            broken_y.append(float("nan"))
+        broken_x.append(left)
+        broken_y.append(value)
+    return broken_x, broken_y
 
 
 def _spans(pairs: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
