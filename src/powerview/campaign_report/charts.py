@@ -37,6 +37,7 @@ from matplotlib.patches import Patch
 from powerview.campaign_report.model import (
     CampaignReport,
     Completeness,
+    Gap,
     PowerFigures,
     ReportPeriod,
 )
@@ -138,7 +139,12 @@ def draw_all(report: CampaignReport) -> ReportCharts:
         channels = [p for p in report.power if p.device == device]
         devices[device] = DeviceCharts(
             device=device,
-            load_curve=load_curve(device, channels, zone),
+            load_curve=load_curve(
+                device,
+                channels,
+                zone,
+                [g for c in report.completeness if c.device == device for g in c.gaps],
+            ),
             daily_energy=daily_energy(device, channels),
             typical_day=typical_day(device, channels),
         )
@@ -147,8 +153,11 @@ def draw_all(report: CampaignReport) -> ReportCharts:
     )
 
 
-def load_curve(device: str, channels: Sequence[PowerFigures], zone: ZoneInfo) -> Chart | None:
-    """Interval mean power over the campaign, one line per channel, in local time."""
+def load_curve(
+    device: str, channels: Sequence[PowerFigures], zone: ZoneInfo, gaps: Sequence[Gap] = ()
+) -> Chart | None:
+    """Interval mean power over the campaign, one line per channel, in local time; the
+    device's gaps shaded, so that a hole in a line is never taken for zero power."""
     drawn = [c for c in channels if c.load_curve]
     if not drawn:
         return None
@@ -158,6 +167,9 @@ def load_curve(device: str, channels: Sequence[PowerFigures], zone: ZoneInfo) ->
         times = sorted(values)
         x, y = _broken_at_gaps(times, [_local(t, zone) for t in times], [values[t] for t in times])
         axes.plot(x, y, linewidth=0.8, label=label)
+    for number, gap in enumerate(gaps):
+        axes.axvspan(_local(gap.start, zone), _local(gap.end, zone), color=MISSING, alpha=0.15,
+                     linewidth=0, label=None if number else "gap (no data)")  # fmt: skip
     _time_axis(axes)
     axes.set_ylabel("kW (interval mean)")
     _legend(axes)
