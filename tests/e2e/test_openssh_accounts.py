@@ -368,10 +368,10 @@ def test_tenant_delete_refuses_the_login_keeps_the_files_and_create_brings_it_ba
             f"delete keys file {site.keys_dir / acme}",
             f"delete bind mount {chroot / acme}",
             f"delete fstab entry {chroot / acme}",
+            f"update company folder {site.data_root / acme}",
             f"delete user {acme}",
             f"delete mount point {chroot / acme}",
             f"delete chroot {chroot}",
-            f"update company folder {site.data_root / acme}",
         ]
     )
     assert refused_login(site, account)

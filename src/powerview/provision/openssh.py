@@ -446,10 +446,12 @@ def _plan_user(account: Account, user: pwd.struct_passwd | None) -> list[Step]:
     return steps
 
 
-def _plan_company_folder(account: Account) -> Step | None:
+def _plan_company_folder(account: Account, user: pwd.struct_passwd | None) -> Step | None:
     folder = account.folder
     info = _lstat(folder)
-    wanted = {"owner": f"{account.user}:{account.user}", "mode": f"{FOLDER_MODE:04o}"}
+    # useradd --user-group gives a new user a group of its own name
+    group = account.user if user is None else _group_name(user.pw_gid)
+    wanted = {"owner": f"{account.user}:{group}", "mode": f"{FOLDER_MODE:04o}"}
 
     def apply() -> None:
         user = pwd.getpwnam(account.user)
@@ -593,7 +595,7 @@ def plan_account(account: Account, keys: list[str] | None) -> list[Step]:
         raise AccountError("no public key given")
     steps = _plan_user(account, user)
     for step in (
-        _plan_company_folder(account),
+        _plan_company_folder(account, user),
         _create_folders_step(_missing(account.chroot_base), "chroot base"),
         _plan_root_folder(account.chroot, "chroot"),
         None
@@ -613,8 +615,8 @@ def plan_removal(account: Account) -> list[Step]:
     """The steps that take `account`'s login away; the company folder and its files stay.
 
     Keys first (no new login), then the user's sessions and the bind mount, the fstab
-    entry, the user, the empty chroot folders; the company folder goes to root, so a
-    user later given the same uid owns nothing of it.
+    entry; the company folder goes to root (a user later given the same uid owns
+    nothing of it), then the user and the empty chroot folders.
     """
     user = _user(account.user)
     _check_user_is_ours(account, user)
@@ -658,6 +660,22 @@ def plan_removal(account: Account) -> list[Step]:
                 drop_entry,
             )
         )
+    info = _lstat(account.folder)
+    if (
+        user is not None
+        and info is not None
+        and stat.S_ISDIR(info.st_mode)
+        and info.st_uid == user.pw_uid
+    ):
+
+        def to_root() -> None:
+            os.chown(account.folder, 0, 0, follow_symlinks=False)
+
+        change = Change(
+            f"company folder {account.folder}", "update", "kept with its files, owned by root",
+            {"owner": _owner(info)}, {"owner": "root:root"},
+        )  # fmt: skip
+        steps.append(Step(change, to_root))
     if user is not None:
 
         def delete_user() -> None:
@@ -687,17 +705,6 @@ def plan_removal(account: Account) -> list[Step]:
                     folder.rmdir()  # only ever empty: never what a mount still shows
 
             steps.append(Step(Change(f"{what} {folder}", "delete", "empty folder"), remove))
-    info = _lstat(account.folder)
-    if info is not None and stat.S_ISDIR(info.st_mode) and (info.st_uid, info.st_gid) != (0, 0):
-
-        def to_root() -> None:
-            os.chown(account.folder, 0, 0, follow_symlinks=False)
-
-        change = Change(
-            f"company folder {account.folder}", "update", "kept with its files, owned by root",
-            {"owner": _owner(info)}, {"owner": "root:root"},
-        )  # fmt: skip
-        steps.append(Step(change, to_root))
     return steps
 
 
@@ -714,6 +721,14 @@ class AccountOutcome:
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise AccountError(
+            "OpenSSH accounts are system users, chroots and mounts: run this as root "
+            "(POWERVIEW_SFTP_SERVER=openssh)"
+        )
 
 
 def _apply(user: str, steps: list[Step], check: bool) -> AccountOutcome:
@@ -743,6 +758,7 @@ def ensure_account(
             "PasswordAuthentication no): give --sftp-key FILE instead of --sftp-password"
         )
     account = account_for(settings, company)
+    _require_root()
     return _apply(account.user, plan_account(account, keys), check)
 
 
@@ -750,6 +766,7 @@ def remove_account(settings: Settings, company: str, check: bool = False) -> Acc
     """Take `company`'s OpenSSH login away; its folder and files stay."""
     check_name("company", company)
     account = account_for(settings, company)
+    _require_root()
     return _apply(account.user, plan_removal(account), check)
 
 
