@@ -31,6 +31,7 @@ import grp
 import os
 import pwd
 import re
+import signal
 import stat
 import subprocess
 import tempfile
@@ -516,6 +517,30 @@ def _plan_fstab(account: Account) -> Step | None:
     return Step(Change(resource, "create", str(account.fstab), None, after), apply)
 
 
+def _end_sessions(user: str) -> None:
+    """SIGKILL every process running as `user` (its sftp sessions), from /proc.
+
+    Its sessions would keep the bind mount busy and make userdel refuse; /proc
+    rather than pkill, which minimal Debian systems lack (procps).
+    """
+    found = _user(user)
+    if found is None:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        uids = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")), []
+        )
+        if str(found.pw_uid) in uids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+
+
 def _umount(point: Path) -> None:
     """Unmount, waiting a little for processes that just ended to let go of it."""
     for attempt in range(50):
@@ -630,8 +655,7 @@ def plan_removal(account: Account) -> list[Step]:
     if str(point) in _mount_points():
 
         def unmount() -> None:
-            if _user(account.user) is not None:  # its sessions would keep the mount busy
-                _run("pkill", "--signal", "KILL", "--uid", account.user, ok=(0, 1))
+            _end_sessions(account.user)
             _umount(point)
 
         change = Change(
@@ -679,7 +703,7 @@ def plan_removal(account: Account) -> list[Step]:
     if user is not None:
 
         def delete_user() -> None:
-            _run("pkill", "--signal", "KILL", "--uid", account.user, ok=(0, 1))
+            _end_sessions(account.user)
             for attempt in range(50):
                 done = subprocess.run(
                     ["userdel", account.user], capture_output=True, text=True, check=False,
@@ -780,6 +804,8 @@ def account_state(settings: Settings, company: str) -> dict[str, Any]:
     row: dict[str, Any] = {"ssh_user": account.user, "ssh_keys": keys}
     if _user(account.user) is None:
         return {**row, "ssh_account": "absent"}
+    if os.geteuid() != 0:  # the password field and the folders need root's eyes
+        return {**row, "ssh_account": "present (run as root for its state)"}
     try:
         steps = plan_account(account, None)
     except AccountError as exc:
