@@ -539,3 +539,24 @@ def test_a_mapped_user_gets_the_company_folder(
     status, rows, _ = tenant(capsys, "list")
     row = next(r for r in rows if r["company"] == acme)
     assert (row["ssh_user"], row["ssh_account"]) == (alice, "ok")
+
+
+def test_sftp_key_again_replaces_the_keys(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    acme = site.company("acme")
+    old_key, old_pub = site.key(acme)
+    new_key, new_pub = site.key(acme)
+    second_key, second_pub = site.key(acme)
+    assert tenant(capsys, "create", acme, "--sftp-key", str(old_pub))[0] == 0
+    status, document, err = tenant(
+        capsys, "create", acme, "--sftp-key", str(new_pub), "--sftp-key", str(second_pub)
+    )
+    assert status == 0, err
+    assert resources(document) == [f"update keys file {site.keys_dir / acme}"]
+    diff = document["openssh"]["changes"][0]["diff"]
+    assert len(diff["before"]["keys"]) == 1
+    assert len(diff["after"]["keys"]) == 2
+    assert diff["before"]["keys"][0] not in diff["after"]["keys"]
+    assert refused_login(site, site.login(acme, old_key))
+    for private in (new_key, second_key):
+        with site.server.sftp(site.login(acme, private)) as sftp:
+            assert sftp.listdir("/") == [acme]
