@@ -455,10 +455,10 @@ def _plan_company_folder(account: Account, user: pwd.struct_passwd | None) -> St
     wanted = {"owner": f"{account.user}:{group}", "mode": f"{FOLDER_MODE:04o}"}
 
     def apply() -> None:
-        user = pwd.getpwnam(account.user)
+        owner = pwd.getpwnam(account.user)  # made by an earlier step, maybe just now
         if not folder.exists():
             folder.mkdir(mode=FOLDER_MODE)
-        os.chown(folder, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        os.chown(folder, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         os.chmod(folder, FOLDER_MODE)  # Linux has no lchmod; chown above did not follow
 
     if info is None:
