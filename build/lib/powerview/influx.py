@@ -1,0 +1,434 @@
+"""InfluxDB adapter: buckets, line-protocol writes and meta points.
+
+Everything that talks to InfluxDB goes through `InfluxTarget`; errors of the
+client library are translated at this boundary (`map_influx_errors`) into
+`InfluxUnavailableError` (retry later, the file stays), `InfluxRequestError`
+(our token, org or bucket is wrong: the file stays until the deployment is
+fixed) or `InfluxRejectedError` (the data itself was refused, the file goes to
+`error/`); see exceptions.py.
+
+Writes are gzip-compressed here with zlib level 1 rather than by the client's
+`enable_gzip`, which uses level 9: on line protocol, level 1 compresses about
+as well (the text is very repetitive) at several times the speed, and the
+compression runs in a writer thread (zlib releases the GIL) while the next
+batch is parsed. To a server on the same machine nothing is compressed (see
+Settings.effective_gzip_level). Measured in bench/bench_ingest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import urllib3
+from influxdb_client import Bucket, BucketRetentionRules, InfluxDBClient
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
+from urllib3.util.retry import Retry
+
+from powerview.exceptions import (
+    ConfigError,
+    InfluxRejectedError,
+    InfluxRequestError,
+    InfluxUnavailableError,
+)
+from powerview.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class LineWriter(Protocol):
+    """Where line protocol goes; InfluxTarget for real, NullWriter for dry runs.
+
+    `write` queues lines for the file being written; `file_done` closes that
+    file and returns a future resolved once every one of its lines is
+    acknowledged (or failed with the mapped error), so a caller moves a file
+    only when its points are in.
+    """
+
+    def ensure_bucket(self, bucket: str) -> None: ...
+
+    def write(self, bucket: str, lines: str) -> None: ...
+
+    def file_done(self) -> Future[None]: ...
+
+    def flush(self) -> None: ...
+
+
+class NullWriter:
+    """Counts what would be written (dry runs, `powerview parse`)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def ensure_bucket(self, bucket: str) -> None:
+        pass
+
+    def write(self, bucket: str, lines: str) -> None:
+        self.bytes += len(lines)
+
+    def file_done(self) -> Future[None]:
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
+
+    def flush(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def map_influx_errors(action: str) -> Iterator[None]:
+    """Translate the client's exceptions into PowerView's, naming `action`."""
+    try:
+        yield
+    except ApiException as exc:
+        status = exc.status or 0
+        detail = _api_message(exc)
+        if status in (400, 413, 422):
+            raise InfluxRejectedError(f"InfluxDB refused {action}: {status} {detail}") from exc
+        if status in (401, 403):
+            raise InfluxRequestError(
+                f"InfluxDB refused the token while {action}: {status} {detail} "
+                "(check INFLUXDB_ADMIN_TOKEN)"
+            ) from exc
+        if 400 <= status < 500 and status != 429:
+            raise InfluxRequestError(f"InfluxDB refused {action}: {status} {detail}") from exc
+        raise InfluxUnavailableError(f"{action}: InfluxDB answered {status} {detail}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise InfluxUnavailableError(
+            f"InfluxDB{_where(exc)} unreachable: {_reason(exc)} ({action})"
+        ) from exc
+
+
+# urllib3 puts the connection object's repr in its messages: `<urllib3.connection.
+# HTTPConnection object at 0x7f...>: Failed to establish a new connection: ...`.
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its reason, cause and context, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        todo += [reason if isinstance(reason, BaseException) else None]
+        todo += [current.__cause__, current.__context__]
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in words: "connection refused", "timed out", ..."""
+    links = list(_chain(exc))
+    # The socket's own error first: urllib3's NewConnectionError is also a timeout class.
+    for link in links:
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror[0].lower() + link.strerror[1:]
+    if any(isinstance(link, TimeoutError | urllib3.exceptions.TimeoutError) for link in links):
+        return "timed out"
+    text = _OBJECT_REPR.sub("", str(getattr(exc, "reason", None) or exc))
+    return text.strip() or type(exc).__name__
+
+
+def _where(exc: BaseException) -> str:
+    """ " at <url>" of the server a urllib3 error names, else nothing."""
+    for link in _chain(exc):
+        pool = getattr(link, "pool", None) or getattr(link, "conn", None)
+        host, port = getattr(pool, "host", None), getattr(pool, "port", None)
+        if host:
+            scheme = getattr(pool, "scheme", None) or (
+                "https" if "HTTPS" in type(pool).__name__ else "http"
+            )
+            return f" at {scheme}://{host}" + (f":{port}" if port else "")
+    return ""
+
+
+def _api_message(exc: ApiException) -> str:
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    return (body or exc.reason or "").strip()[:500]
+
+
+def make_client(
+    url: str, token: str, org: str, timeout_s: float, retries: int = 4
+) -> InfluxDBClient:
+    """The official client with retries and backoff on transient failures."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        backoff_factor=0.5,
+        backoff_max=10,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=None,  # writes are idempotent (same series and time overwrite)
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    return InfluxDBClient(
+        url=url, token=token, org=org, timeout=int(timeout_s * 1000), retries=retry
+    )
+
+
+def open_target(settings: Settings) -> InfluxTarget:
+    """The InfluxTarget of the configured server, with the admin token."""
+    token = settings.influxdb_admin_token
+    if token is None or not token.get_secret_value():
+        raise ConfigError(
+            "INFLUXDB_ADMIN_TOKEN is not set (`powerview stack up` sets up a local InfluxDB)"
+        )
+    client = make_client(
+        settings.influxdb_url,
+        token.get_secret_value(),
+        settings.influxdb_org,
+        settings.influxdb_timeout_s,
+        retries=settings.influxdb_retries,
+    )
+    return InfluxTarget(
+        client,
+        settings.influxdb_org,
+        settings.effective_gzip_level,
+        connections=settings.influxdb_connections,
+    )
+
+
+@dataclass
+class _FileTicket:
+    """The batches of one file: how many are unacknowledged, and its future."""
+
+    number: int
+    future: Future[None] = field(default_factory=Future)
+    pending: int = 0
+    sealed: bool = False
+
+
+class InfluxTarget:
+    """Writes line protocol to InfluxDB through bounded background writers.
+
+    Batches are queued tagged with the current file's ticket; `connections`
+    writer threads post them, each over its own HTTP connection of the
+    client's pool. All batches of one file go to one writer, in order, so a
+    later row of a file overwrites an earlier one at the same time as with a
+    single connection; files alternate between the writers. A file's future
+    (`file_done`) resolves when every batch of that file was acknowledged,
+    or fails with the first error of that file: a refused batch fails its
+    file only, while an outage also fails every file already queued (they
+    are not retried one by one), and later files are tried afresh.
+    """
+
+    def __init__(
+        self, client: InfluxDBClient, org: str, gzip_level: int = 1, connections: int = 1
+    ) -> None:
+        self._client = client
+        self._org = org
+        self._gzip_level = gzip_level
+        self._connections = max(1, connections)
+        self._service = WriteService(client.api_client)
+        self._known_buckets: set[str] = set()
+        # One queue per writer; three batches waiting keep each connection busy.
+        self._queues: list[queue.Queue[tuple[_FileTicket, str, str] | None]] = [
+            queue.Queue(maxsize=3) for _ in range(self._connections)
+        ]
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._tickets = 0
+        self._current: _FileTicket | None = None
+        self._broken: tuple[int, BaseException] | None = None  # outage up to this ticket
+        self.bytes_sent = 0
+        self.requests = 0
+
+    @property
+    def client(self) -> InfluxDBClient:
+        return self._client
+
+    @property
+    def connections(self) -> int:
+        return self._connections
+
+    # -- buckets -------------------------------------------------------------
+
+    def ensure_bucket(self, bucket: str, retention_s: int = 0) -> None:
+        """Create `bucket` in the org if it does not exist (cached per run)."""
+        if bucket in self._known_buckets:
+            return
+        find_or_create_bucket(self._client, self._org, bucket, retention_s)
+        self._known_buckets.add(bucket)
+
+    # -- writes --------------------------------------------------------------
+
+    def write(self, bucket: str, lines: str) -> None:
+        """Queue one request's worth of lines for the current file.
+
+        Raises that file's error once one of its batches failed, so a file
+        that cannot be written is not parsed to its end for nothing.
+        """
+        ticket = self._ticket()
+        if ticket.future.done():
+            ticket.future.result()  # raises the file's error
+        if not self._threads:
+            self._threads = [
+                threading.Thread(
+                    target=self._run, args=(work,), name=f"influx-writer-{n}", daemon=True
+                )
+                for n, work in enumerate(self._queues)
+            ]
+            for thread in self._threads:
+                thread.start()
+        with self._lock:
+            ticket.pending += 1
+        self._queues[ticket.number % self._connections].put((ticket, bucket, lines))
+
+    def file_done(self) -> Future[None]:
+        """Close the current file; its future resolves once all its batches are in."""
+        ticket = self._ticket()
+        self._current = None
+        with self._lock:
+            ticket.sealed = True
+            self._settle(ticket)
+        return ticket.future
+
+    def flush(self) -> None:
+        """Wait until everything queued is written; raises the current file's error."""
+        future = self.file_done()
+        self._stop_threads()
+        future.result()
+
+    def write_now(self, bucket: str, lines: str, precision: str = "s") -> None:
+        """Write synchronously (meta points, tests)."""
+        body = lines.encode()
+        encoding = None
+        if self._gzip_level:
+            body = _gzip(body, self._gzip_level)
+            encoding = "gzip"
+        with map_influx_errors(f"writing to bucket {bucket!r}"):
+            self._service.post_write(
+                org=self._org,
+                bucket=bucket,
+                body=body,
+                precision=precision,
+                content_encoding=encoding,
+                content_type="text/plain; charset=utf-8",
+            )
+        with self._lock:
+            self.bytes_sent += len(body)
+            self.requests += 1
+
+    def _ticket(self) -> _FileTicket:
+        if self._current is None:
+            with self._lock:
+                self._tickets += 1
+                self._current = _FileTicket(self._tickets)
+        return self._current
+
+    def _run(self, work: queue.Queue[tuple[_FileTicket, str, str] | None]) -> None:
+        while (item := work.get()) is not None:
+            ticket, bucket, lines = item
+            error: BaseException | None = None
+            with self._lock:
+                send = not ticket.future.done()  # a failed file's other batches are dropped
+                if send and self._broken is not None and ticket.number <= self._broken[0]:
+                    send, error = False, self._broken[1]  # queued before the outage was seen
+            if send:
+                try:
+                    self.write_now(bucket, lines)
+                except InfluxRejectedError as exc:  # this file's data: this file only
+                    error = exc
+                except BaseException as exc:  # an outage: every file queued so far fails
+                    error = exc
+                    with self._lock:
+                        self._broken = (self._tickets, exc)
+            with self._lock:
+                ticket.pending -= 1
+                if error is not None and not ticket.future.done():
+                    ticket.future.set_exception(error)
+                self._settle(ticket)
+
+    def _settle(self, ticket: _FileTicket) -> None:
+        """Resolve a sealed ticket without pending batches (lock held)."""
+        if ticket.sealed and ticket.pending == 0 and not ticket.future.done():
+            ticket.future.set_result(None)
+
+    def _stop_threads(self) -> None:
+        if not self._threads:
+            return
+        for work in self._queues:
+            work.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.flush()
+        self._client.close()
+
+
+def find_or_create_bucket(
+    client: InfluxDBClient, org: str, name: str, retention_s: int = 0
+) -> Bucket:
+    """The bucket `name`, created with `retention_s` (0: forever) if it does not exist.
+
+    A 422 "already exists" on creation means another process created it
+    meanwhile (the first files of a new company ingested at once, a tenant
+    created during an ingestion): that bucket is the one wanted, not an error.
+    """
+    api = client.buckets_api()
+    with map_influx_errors(f"ensuring bucket {name!r}"):
+        bucket: Bucket | None = api.find_bucket_by_name(name)
+        if bucket is not None:
+            return bucket
+        rules = [BucketRetentionRules(type="expire", every_seconds=retention_s)]
+        try:
+            created: Bucket = api.create_bucket(bucket_name=name, org=org, retention_rules=rules)
+        except ApiException as exc:
+            raced: Bucket | None = api.find_bucket_by_name(name) if exc.status == 422 else None
+            if raced is None:
+                raise
+            return raced
+    log.info("created bucket %s", name)
+    return created
+
+
+def _gzip(data: bytes, level: int) -> bytes:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container
+    return compressor.compress(data) + compressor.flush()
+
+
+_SUMMARY_FLUX = """
+base = from(bucket: bucket) |> range(start: 0) |> filter(fn: (r) => r._measurement == "electrical")
+by = ["campaign", "device_master_sn"]
+base |> group(columns: by) |> count() |> yield(name: "points")
+base |> keep(columns: ["campaign", "device_master_sn", "channel_id"]) |> group(columns: by)
+  |> distinct(column: "channel_id") |> count() |> yield(name: "channels")
+base |> first() |> group(columns: by) |> min(column: "_time") |> yield(name: "first")
+base |> last() |> group(columns: by) |> max(column: "_time") |> yield(name: "last")
+"""
+
+
+def summarize_bucket(client: InfluxDBClient, bucket: str) -> list[dict[str, object]]:
+    """Per campaign and device: points, channels, first and last time (a Flux query).
+
+    The bucket name goes in as a Flux parameter, never spliced into the query.
+    """
+    with map_influx_errors(f"querying bucket {bucket!r}"):
+        tables = client.query_api().query(_SUMMARY_FLUX, params={"bucket": bucket})
+    rows: dict[tuple[str, str], dict[str, object]] = {}
+    for table in tables:
+        for record in table.records:
+            key = (str(record.values["campaign"]), str(record.values["device_master_sn"]))
+            row = rows.setdefault(key, {"campaign": key[0], "device_master_sn": key[1]})
+            result = record.values["result"]
+            row[result] = record.get_time() if result in ("first", "last") else record.get_value()
+    return [rows[key] for key in sorted(rows)]
