@@ -18,6 +18,7 @@ upload, following the guide.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
 import json
@@ -192,14 +193,19 @@ class Deployment:
     def close(self) -> list[str]:
         """Stop, unmount, remove users and the prefix: each step on its own."""
         problems = []
-        for pid_file in self.run_dir.glob("*.pid") if self.run_dir.is_dir() else []:
-            with contextlib.suppress(ValueError, ProcessLookupError):
-                os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        for pid_file in self.run_dir.glob("*.pid") if self.run_dir.is_dir() else []:
-            with contextlib.suppress(ValueError):
-                pgid = int(pid_file.read_text())
-                with contextlib.suppress(AssertionError):
-                    wait_for("a service to stop", lambda g=pgid: not group_members(g), 30)
+        # The services the systemctl stand-in started (each in its own session).
+        groups = []
+        for pid_file in self.run_dir.glob("*.service.pid") if self.run_dir.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError):
+                groups.append(int(pid_file.read_text()))
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+        for pgid in groups:
+            with contextlib.suppress(AssertionError):
+                wait_for("a service to stop", lambda g=pgid: not group_members(g), 30)
+            if group_members(pgid):
+                problems.append(f"process group {pgid} ignored SIGTERM: killed")
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, signal.SIGKILL)
         mounts = Path("/proc/mounts").read_text().splitlines()
@@ -238,7 +244,7 @@ def upload(deployment: Deployment, campaign: str, device: str, name: str, data: 
     client = paramiko.SSHClient()
     client.get_host_keys().add(
         f"[127.0.0.1]:{deployment.sshd_port}", host_key[0],
-        paramiko.Ed25519Key(data=paramiko.py3compat.decodebytes(host_key[1].encode())),
+        paramiko.Ed25519Key(data=base64.b64decode(host_key[1])),
     )  # fmt: skip
     client.connect(
         "127.0.0.1",
