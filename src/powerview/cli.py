@@ -851,6 +851,16 @@ def _tenant_text(document: dict[str, Any]) -> None:
         if sftpgo["password"]:
             # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
             out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
+    openssh = document.get("openssh")
+    if openssh is not None:
+        if not openssh["changes"]:
+            out.print(f"OpenSSH account {openssh['user']}: no change")
+        for change in openssh["changes"]:
+            detail = f" ({change['detail']})" if change["detail"] else ""
+            out.print(f"OpenSSH {verb}: {change['action']} {change['resource']}{detail}")
+            if change["action"] == "update":
+                for line in describe_diff(change["diff"]):
+                    out.print(f"    {line}")
     for change in [*document["downsample_changes"], *document["influx_changes"]]:
         out.print(f"InfluxDB {verb}: {change}")
     if document["token_created"]:
@@ -904,7 +914,7 @@ def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
     help="OpenSSH public key file of the SFTP user (replaces its keys; repeatable).",
 )
 @click.option(
-    "--sftp-password", is_flag=True, help="Give the SFTP user a new password (shown once)."
+    "--sftp-password", is_flag=True, help="Give the SFTPGo user a new password (shown once)."
 )
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
 @json_option
@@ -946,7 +956,7 @@ def tenant_create(
 def tenant_delete(
     company: str, with_user: bool, keep_token: bool, purge: bool, check: bool, json_output: bool
 ) -> ExitStatus:
-    """Remove a company's SFTPGo login, read token and Grafana resources; its files stay,
+    """Remove a company's SFTP login, read token and Grafana resources; its files stay,
     and its data too unless --purge."""
     from powerview.provision import delete_tenant
 
@@ -961,7 +971,7 @@ def tenant_delete(
 @tenant_group.command("list")
 @json_option
 def tenant_list(json_output: bool) -> ExitStatus:
-    """Companies with a bucket (or an SFTPGo user): read token, and SFTPGo user when managed."""
+    """Companies with a bucket (or an SFTP account): read token, and SFTP account when managed."""
     from powerview.provision import list_tenants
 
     settings = _settings()
@@ -970,11 +980,14 @@ def tenant_list(json_output: bool) -> ExitStatus:
 
 
 def _tenant_list_text(rows: list[dict[str, Any]]) -> None:
-    # The SFTPGo columns when PowerView manages SFTPGo (every row then has them).
+    # The SFTPGo or OpenSSH columns when PowerView manages them (every row then has them).
     managed = bool(rows) and "sftpgo_user" in rows[0]
+    openssh = bool(rows) and "ssh_account" in rows[0]
     columns = ["company", "read token", "token value on file"]
     if managed:
         columns += ["SFTPGo user", "keys", "password"]
+    if openssh:
+        columns += ["OpenSSH user", "account", "keys"]
     table = Table(*columns, box=None)
     for row in rows:
         cells = [row["company"], "yes" if row["read_token"] else "no"]
@@ -984,6 +997,8 @@ def _tenant_list_text(rows: list[dict[str, Any]]) -> None:
             cells.append(str(row.get("sftpgo_keys", "")))
             password = row.get("sftpgo_password")
             cells.append("" if password is None else "set" if password else "none")
+        if openssh:
+            cells += [row["ssh_user"], row["ssh_account"], str(row["ssh_keys"])]
         table.add_row(*cells)
     out.print(table)
 

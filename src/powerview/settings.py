@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     sftpgo_hook_env_file: str | None = Field(
         None, validation_alias=_env("POWERVIEW_SFTPGO_HOOK_ENV_FILE")
     )
+    # -- OpenSSH accounts (provision/openssh.py): where sshd finds each company's chroot
+    # and keys (deploy/sshd_config.powerview names the same paths and group)
+    upload_group: str = Field("powerview-upload", validation_alias=_env("POWERVIEW_UPLOAD_GROUP"))
+    chroot_base: Path = Field(
+        Path("/srv/powerview/chroot"), validation_alias=_env("POWERVIEW_CHROOT_BASE")
+    )
+    authorized_keys_dir: Path = Field(
+        Path("/etc/ssh/authorized_keys"), validation_alias=_env("POWERVIEW_AUTHORIZED_KEYS_DIR")
+    )
+    fstab: Path = Field(Path("/etc/fstab"), validation_alias=_env("POWERVIEW_FSTAB"))
     tenancy: Literal["org", "team"] = Field("org", validation_alias=_env("POWERVIEW_TENANCY"))
     meta_bucket: str = Field("powerview_meta", validation_alias=_env("TSV_META_BUCKET"))
     report_dir: Path | None = Field(None, validation_alias=_env("TSV_REPORT_DIR"))
@@ -352,6 +362,22 @@ class Settings(BaseSettings):
     def _absolute_hook(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must be an absolute path (SFTPGo runs command actions by path)")
+        return value
+
+    @field_validator("upload_group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        if re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) is None:
+            raise ValueError(
+                f"{value!r} is not a group name (lower-case letters, digits, '_', '-')"
+            )
+        return value
+
+    @field_validator("chroot_base", "authorized_keys_dir", "fstab")
+    @classmethod
+    def _absolute_path(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (sshd and mount read it as written)")
         return value
 
     @field_validator("log_level")
