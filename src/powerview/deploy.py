@@ -40,6 +40,7 @@ DATA_ROOT = "/srv/sftpgo/data"
 CHROOT_BASE = "/srv/powerview/chroot"
 KEYS_DIR = "/etc/ssh/authorized_keys"
 SSHD_FRAGMENT = "/etc/ssh/sshd_config.d/powerview.conf"
+FSTAB = "/etc/fstab"
 UNIT_DIR = "/etc/systemd/system"
 INFLUXD_BINARY = "/usr/local/lib/powerview/influxd"
 INFLUXD_DATA = "/var/lib/powerview-influxdb"
@@ -110,12 +111,21 @@ class Target:
 
 def env_defaults(target: Target) -> dict[str, str]:
     """The settings a deployment's env file must hold (added when missing, never changed)."""
-    return {
+    values = {
         "POWERVIEW_DATA_ROOT": str(target.at(DATA_ROOT)),
         "POWERVIEW_STATE_DIR": str(target.at(STATE_DIR)),
         "TSV_REPORT_DIR": str(target.at(REPORT_DIR)),
         "POWERVIEW_HEALTH_EXPECT": "worker,watcher" if target.variant == "openssh" else "worker",
+        "POWERVIEW_SFTP_SERVER": target.variant,
     }
+    if target.variant == "openssh":  # what `tenant create --sftp-key` makes accounts with
+        values |= {
+            "POWERVIEW_UPLOAD_GROUP": target.upload_group,
+            "POWERVIEW_CHROOT_BASE": str(target.at(CHROOT_BASE)),
+            "POWERVIEW_AUTHORIZED_KEYS_DIR": str(target.at(KEYS_DIR)),
+            "POWERVIEW_FSTAB": str(target.at(FSTAB)),
+        }
+    return values
 
 
 def ensure_env_file(target: Target, values: dict[str, str], replace: bool, check: bool) -> Step:

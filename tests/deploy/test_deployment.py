@@ -131,7 +131,7 @@ class Deployment:
             ),
             "-G powerview-upload": f"-G {self.upload_group}",
             "runuser -u powerview ": f"runuser -u {self.service_user} ",
-            "COMPANY=acme": f"COMPANY={self.company}",
+            "tenant create acme": f"tenant create {self.company}",
             "acme.pub": str(self.work / "company.pub"),
         }
         texts = guide.substitute([b.text for b in blocks], self.root, replacements)
