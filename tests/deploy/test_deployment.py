@@ -129,7 +129,6 @@ class Deployment:
                 f"--port {self.influxdb_port} --service-user {self.service_user} "
                 f"--influxdb-user {self.influxdb_user}"
             ),
-            "-G powerview-upload": f"-G {self.upload_group}",
             "runuser -u powerview ": f"runuser -u {self.service_user} ",
             "tenant create acme": f"tenant create {self.company}",
             "acme.pub": str(self.work / "company.pub"),
