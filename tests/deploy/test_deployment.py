@@ -340,7 +340,8 @@ def test_the_openssh_guide_runs_from_a_bare_machine_to_an_ingested_upload(
             f"{done.stderr}\n{deployment.logs()}"
         )
     deployment.phase("powerview health exit 0")
-    print("\nbare machine -> first ingested upload, following deploy/README.md:")
+    print("\nbare machine -> first ingested upload, following deploy/README.md")
+    print("(time since the start at the end of each step, named by its first line):")
     for name, at in deployment.timings:
         print(f"  {at:7.1f} s  {name}")
 
