@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from powerview import host
+from powerview.exceptions import ConfigError
 from powerview.host import Step
 
 Variant = Literal["openssh", "sftpgo"]
@@ -55,6 +56,8 @@ _PATHS = re.compile(
 )
 
 SERVICE_USER = "powerview"
+# useradd's and groupadd's rule (Debian's NAME_REGEX, without upper case): never an option.
+SYSTEM_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 UPLOAD_GROUP = "powerview-upload"
 UNITS: dict[Variant, tuple[str, ...]] = {
     "openssh": ("powerview-worker.service", "powerview-watch.service",
@@ -90,6 +93,15 @@ class Target:
     upload_group: str = UPLOAD_GROUP
     influxdb_user: str = "powerview-influxdb"
     powerview: Path = field(default_factory=default_powerview)
+
+    def __post_init__(self) -> None:
+        for name in (self.service_user, self.upload_group, self.influxdb_user):
+            if SYSTEM_NAME.fullmatch(name) is None:
+                raise ConfigError(
+                    f"{name!r} is not a user or group name (lower-case letters, digits, '_', '-')"
+                )
+        if not self.root.is_absolute():
+            raise ConfigError(f"--root {self.root} must be an absolute path")
 
     def at(self, path: str) -> Path:
         """`path` of a deployment at `/`, under this target's root."""

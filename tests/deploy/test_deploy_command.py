@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from powerview import deploy, host, stack
 from powerview.cli import app
-from powerview.exceptions import HostSetupError
+from powerview.exceptions import ConfigError, HostSetupError
 from tests.deploy.units import unit_entries
 
 
@@ -197,3 +197,11 @@ def test_stack_install_system_onboards_once_and_keeps_the_token(target: deploy.T
     assert not second.onboarded
     assert set(outcomes(second.steps).values()) == {"ok"}
     assert host.env_values(env_file)["INFLUXDB_ADMIN_TOKEN"] == token
+
+
+@pytest.mark.parametrize("name", ["--help", "Powerview", "a b", ""])
+def test_a_user_or_group_name_that_is_no_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="is not a user or group name"):
+        deploy.Target("openssh", root=Path("/srv/x"), service_user=name)
+    with pytest.raises(ConfigError, match="is not a user or group name"):
+        deploy.Target("openssh", root=Path("/srv/x"), upload_group=name)
