@@ -23,6 +23,7 @@ import contextlib
 import grp
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -131,6 +132,7 @@ class Deployment:
             ),
             "runuser -u powerview ": f"runuser -u {self.service_user} ",
             "tenant create acme": f"tenant create {self.company}",
+            "chown -R powerview:powerview": (f"chown -R {self.service_user}:{self.service_user}"),
             "acme.pub": str(self.work / "company.pub"),
         }
         texts = guide.substitute([b.text for b in blocks], self.root, replacements)
@@ -330,6 +332,17 @@ def test_the_openssh_guide_runs_from_a_bare_machine_to_an_ingested_upload(
     assert [j["state"] for j in provisioning] == ["done"], provisioning
     assert grafana.state.org_by_name(deployment.company) is not None
     assert grafana.violations == []
+
+    # Everything in the state folder is the service user's: a file or folder root made
+    # there (a command run as root) would be out of the worker's reach.
+    state = deployment.root / "var/lib/powerview"
+    service_uid = pwd.getpwnam(deployment.service_user).pw_uid
+    foreign = [
+        f"{path} (uid {path.lstat().st_uid})"
+        for path in [state, *state.rglob("*")]
+        if path.lstat().st_uid != service_uid
+    ]
+    assert foreign == [], "not the service user's, in the state folder"
 
     # Place for the "outcomes" branch: a rejected file's reason, read over SFTP by the client.
 
