@@ -851,7 +851,7 @@ def _tenant_text(document: dict[str, Any]) -> None:
         if sftpgo["password"]:
             # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
             out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
-    openssh = document.get("openssh")
+    openssh = document["openssh"]
     if openssh is not None:
         if not openssh["changes"]:
             out.print(f"OpenSSH account {openssh['user']}: no change")

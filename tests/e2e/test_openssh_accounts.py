@@ -16,6 +16,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
@@ -73,6 +74,18 @@ def shipped_fragment(group: str, chroot_base: Path, keys_dir: Path) -> str:
 def mounted(point: Path) -> bool:
     with open("/proc/self/mountinfo") as table:
         return str(point) in [line.split()[4] for line in table]
+
+
+def processes_of(uid: int) -> list[int]:
+    """The processes whose real, effective, saved or file-system uid is `uid`."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{entry}/status").read_text()
+            uids = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            if str(uid) in uids.split()[1:]:
+                found.append(int(entry))
+    return found
 
 
 def user_exists(name: str) -> bool:
@@ -161,7 +174,9 @@ def _undo(site: Site, influx: InfluxDBClient) -> list[str]:
         problems.append(f"stopping sshd: {exc}")
     for user in site.users:
         if user_exists(user):
-            subprocess.run(["pkill", "--signal", "KILL", "--uid", user], check=False)
+            for pid in processes_of(pwd.getpwnam(user).pw_uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         point = site.chroot_base / user / user
         for _ in range(50):
             if not mounted(point):
@@ -355,6 +370,10 @@ def test_tenant_delete_refuses_the_login_keeps_the_files_and_create_brings_it_ba
     upload(site, account, f"/{acme}/c1/02001315/a.tsv", b"kept\n")
     chroot = site.chroot_base / acme
 
+    session = site.server.ssh_client(account)  # a session open while the account goes
+    sftp = session.open_sftp()
+    assert sftp.listdir(f"/{acme}") == ["c1"]
+
     status, checked, err = tenant(capsys, "delete", acme, "--check")
     assert status == 0, err
     assert user_exists(acme)
@@ -375,6 +394,9 @@ def test_tenant_delete_refuses_the_login_keeps_the_files_and_create_brings_it_ba
         ]
     )
     assert refused_login(site, account)
+    with pytest.raises((OSError, EOFError, paramiko.SSHException)):
+        sftp.listdir(f"/{acme}")  # its session was ended with the account
+    session.close()
     assert not user_exists(acme)
     assert not mounted(chroot / acme)
     assert not chroot.exists()
@@ -517,3 +539,24 @@ def test_a_mapped_user_gets_the_company_folder(
     status, rows, _ = tenant(capsys, "list")
     row = next(r for r in rows if r["company"] == acme)
     assert (row["ssh_user"], row["ssh_account"]) == (alice, "ok")
+
+
+def test_sftp_key_again_replaces_the_keys(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    acme = site.company("acme")
+    old_key, old_pub = site.key(acme)
+    new_key, new_pub = site.key(acme)
+    second_key, second_pub = site.key(acme)
+    assert tenant(capsys, "create", acme, "--sftp-key", str(old_pub))[0] == 0
+    status, document, err = tenant(
+        capsys, "create", acme, "--sftp-key", str(new_pub), "--sftp-key", str(second_pub)
+    )
+    assert status == 0, err
+    assert resources(document) == [f"update keys file {site.keys_dir / acme}"]
+    diff = document["openssh"]["changes"][0]["diff"]
+    assert len(diff["before"]["keys"]) == 1
+    assert len(diff["after"]["keys"]) == 2
+    assert diff["before"]["keys"][0] not in diff["after"]["keys"]
+    assert refused_login(site, site.login(acme, old_key))
+    for private in (new_key, second_key):
+        with site.server.sftp(site.login(acme, private)) as sftp:
+            assert sftp.listdir("/") == [acme]

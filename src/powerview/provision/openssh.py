@@ -31,6 +31,7 @@ import grp
 import os
 import pwd
 import re
+import signal
 import stat
 import subprocess
 import tempfile
@@ -454,10 +455,10 @@ def _plan_company_folder(account: Account, user: pwd.struct_passwd | None) -> St
     wanted = {"owner": f"{account.user}:{group}", "mode": f"{FOLDER_MODE:04o}"}
 
     def apply() -> None:
-        user = pwd.getpwnam(account.user)
+        owner = pwd.getpwnam(account.user)  # made by an earlier step, maybe just now
         if not folder.exists():
             folder.mkdir(mode=FOLDER_MODE)
-        os.chown(folder, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        os.chown(folder, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
         os.chmod(folder, FOLDER_MODE)  # Linux has no lchmod; chown above did not follow
 
     if info is None:
@@ -514,6 +515,30 @@ def _plan_fstab(account: Account) -> Step | None:
     if found:
         return Step(Change(resource, "update", str(account.fstab), before, after), apply)
     return Step(Change(resource, "create", str(account.fstab), None, after), apply)
+
+
+def _end_sessions(user: str) -> None:
+    """SIGKILL every process running as `user` (its sftp sessions), from /proc.
+
+    Its sessions would keep the bind mount busy and make userdel refuse; /proc
+    rather than pkill, which minimal Debian systems lack (procps).
+    """
+    found = _user(user)
+    if found is None:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        uids = next(
+            (line.split()[1:] for line in status.splitlines() if line.startswith("Uid:")), []
+        )
+        if str(found.pw_uid) in uids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
 
 
 def _umount(point: Path) -> None:
@@ -630,8 +655,7 @@ def plan_removal(account: Account) -> list[Step]:
     if str(point) in _mount_points():
 
         def unmount() -> None:
-            if _user(account.user) is not None:  # its sessions would keep the mount busy
-                _run("pkill", "--signal", "KILL", "--uid", account.user, ok=(0, 1))
+            _end_sessions(account.user)
             _umount(point)
 
         change = Change(
@@ -679,7 +703,7 @@ def plan_removal(account: Account) -> list[Step]:
     if user is not None:
 
         def delete_user() -> None:
-            _run("pkill", "--signal", "KILL", "--uid", account.user, ok=(0, 1))
+            _end_sessions(account.user)
             for attempt in range(50):
                 done = subprocess.run(
                     ["userdel", account.user], capture_output=True, text=True, check=False,
@@ -780,6 +804,8 @@ def account_state(settings: Settings, company: str) -> dict[str, Any]:
     row: dict[str, Any] = {"ssh_user": account.user, "ssh_keys": keys}
     if _user(account.user) is None:
         return {**row, "ssh_account": "absent"}
+    if os.geteuid() != 0:  # the password field and the folders need root's eyes
+        return {**row, "ssh_account": "present (run as root for its state)"}
     try:
         steps = plan_account(account, None)
     except AccountError as exc:
