@@ -12,6 +12,9 @@ provisioning done (its bucket, its Grafana organisation), the data queryable,
 the guide's own `powerview health` exit 0 as the service user. Everything the
 test created (users, groups, mounts, processes, the prefix) is removed.
 
+Step 2 clones the checkout (`<this repository>`): the committed HEAD is what gets
+installed and tested, not uncommitted edits.
+
 Each phase's time is printed (`-s` shows it): bare machine to first ingested
 upload, following the guide.
 """
