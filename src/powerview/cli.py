@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.table import Table
 
-from powerview import layout, stack
+from powerview import deploy, layout, stack
 from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError
 from powerview.exit_status import ExitStatus, describe
@@ -130,14 +130,82 @@ state_dir_option = click.option(
 )
 
 
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Install under this prefix; the installed files name paths under it too (tests).",
+)
+service_user_option = click.option(
+    "--service-user",
+    default=deploy.SERVICE_USER,
+    show_default=True,
+    help="The system user the services run as; its group may read the env file.",
+)
+
+
 @stack_group.command("install")
+@click.option(
+    "--system",
+    is_flag=True,
+    help="Install influxd as the systemd service powerview-influxd, start and onboard it, "
+    "and write its admin token into /etc/powerview/powerview.env (root).",
+)
+@root_option
+@click.option("--port", type=int, help="Loopback port [env: POWERVIEW_INFLUXD_PORT; 8086].")
+@service_user_option
+@click.option("--influxdb-user", default="powerview-influxdb", show_default=True,
+              help="The system user influxd runs as (--system).")  # fmt: skip
 @json_option
-def stack_install(json_output: bool) -> ExitStatus:
-    """Find influxd, or build the pinned version once into the user cache."""
+def stack_install(
+    system: bool,
+    root: Path,
+    port: int | None,
+    service_user: str,
+    influxdb_user: str,
+    json_output: bool,
+) -> ExitStatus:
+    """Find influxd, or build the pinned version once into the user cache.
+
+    With --system: the production InfluxDB (idempotent; a second run keeps the token).
+    """
     settings = _settings()
-    document = {"influxd": stack.install_influxd(settings.influxd_binary)}
-    render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
+    if not system:
+        document = {"influxd": stack.install_influxd(settings.influxd_binary)}
+        render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
+        return ExitStatus.OK
+    target = deploy.Target(
+        "openssh", root=root, service_user=service_user, influxdb_user=influxdb_user
+    )
+    done = stack.system_install(
+        target,
+        port or settings.influxd_port,
+        org=settings.influxdb_org,
+        bucket=settings.meta_bucket,
+        source=settings.influxd_binary,
+    )
+    render(dataclasses.asdict(done), json_output, _system_install_text)
     return ExitStatus.OK
+
+
+def _steps_text(steps: list[dict[str, str]]) -> None:
+    table = Table("", "what", "detail", box=None)
+    for step in steps:
+        table.add_row(step["outcome"], step["what"], step["detail"])
+    out.print(table)
+
+
+def _system_install_text(doc: dict[str, Any]) -> None:
+    _steps_text(doc["steps"])
+    if doc["onboarded"]:
+        out.print(f"InfluxDB at {doc['url']} onboarded; admin token written to {doc['env_file']}")
+    else:
+        out.print(f"InfluxDB at {doc['url']} was onboarded already; token kept in "
+                  f"{doc['env_file']}")  # fmt: skip
+    out.print(f"started: {doc['started']}")
+    for command in doc["next_commands"]:
+        out.print(f"next: {command}")
 
 
 def _stack_document(state: stack.StackState) -> dict[str, Any]:
@@ -1006,6 +1074,47 @@ def downsample_backfill(company: str, start: str | None, stop: str | None) -> Ex
 
 
 # -- operations: health, alerts, admin dashboard ------------------------------------
+
+
+@app.command("deploy")
+@click.option("--variant", type=click.Choice(deploy.VARIANTS), required=True,
+              help="How clients upload: plain OpenSSH (watcher) or SFTPGo (hook).")  # fmt: skip
+@click.option("--check", is_flag=True, help="Show what would change; change nothing.")
+@root_option
+@service_user_option
+@click.option("--upload-group", default=deploy.UPLOAD_GROUP, show_default=True,
+              help="The group of the companies' SFTP users (OpenSSH).")  # fmt: skip
+@json_option
+def deploy_command(
+    variant: deploy.Variant,
+    check: bool,
+    root: Path,
+    service_user: str,
+    upload_group: str,
+    json_output: bool,
+) -> ExitStatus:
+    """Set up this host for PowerView: users, folders, env file, units (idempotent)."""
+    target = deploy.Target(variant, root=root, service_user=service_user, upload_group=upload_group)
+    steps = deploy.deploy(target, check)
+    document = {
+        "variant": variant,
+        "root": root,
+        "check": check,
+        "steps": [dataclasses.asdict(step) for step in steps],
+        "changed": sum(step.outcome != "ok" for step in steps),
+        "next_commands": deploy.next_commands(target),
+    }
+    render(document, json_output, _deploy_text)
+    return ExitStatus.OK
+
+
+def _deploy_text(doc: dict[str, Any]) -> None:
+    _steps_text(doc["steps"])
+    verb = "would change" if doc["check"] else "changed"
+    out.print(f"{doc['changed']} {verb}, {len(doc['steps']) - doc['changed']} ok")
+    if not doc["check"]:
+        for command in doc["next_commands"]:
+            out.print(f"next: {command}")
 
 
 @app.command("health")

@@ -17,6 +17,7 @@
     ├── GrafanaError             Grafana refused a provisioning request (4xx, a conflict)
     ├── PlaybookError            an Ansible playbook could not run or one of its tasks failed
     ├── StackError               the local InfluxDB could not be installed, started or stopped
+    ├── HostSetupError           `powerview deploy` could not set up a user, folder or file
     ├── SftpgoError              SFTPGo's REST API refused a request or could not be reached
     └── AccountError             a company's OpenSSH system account cannot be made or removed:
                                  a system tool failed, or the system is unsafe for it (a
@@ -98,6 +99,10 @@ class PlaybookError(PowerViewError):
 
 class StackError(PowerViewError):
     """The local InfluxDB stack could not be installed, started or stopped."""
+
+
+class HostSetupError(PowerViewError):
+    """A deployment step failed: a `useradd` refused, a link where a folder belongs."""
 
 
 class SftpgoError(PowerViewError):
