@@ -379,7 +379,8 @@ class JobQueue:
     def postpone(self, job: Job, delay_s: float, waiting: str | None = None) -> None:
         """Put a job back without counting the attempt (its file is still arriving).
 
-        `waiting` says why it waits for its file to change (a cut upload): an
+        `waiting` says why it waits for its file to change (a cut upload; also
+        shown as its last error): an
         event about the file then ends the wait early (`enqueue`), and the job
         does not count as a waiting one for `oldest_waiting_age_s`.
         """
@@ -393,10 +394,11 @@ class JobQueue:
                 " attempts = max(0, attempts - 1), owner = NULL, lease_until = NULL,"
                 " result = CASE WHEN :waiting IS NULL THEN json_remove(result, '$.waiting')"
                 " ELSE json_set(coalesce(result, '{}'), '$.waiting', :waiting) END,"
+                " last_error = coalesce(:waiting, last_error),"  # why, for `powerview queue`
                 " rerun = 0 WHERE id = :id AND state = 'running'"
                 " AND owner IS :owner AND started_at IS :started",  # this claim, not a later one
                 {
-                    "waiting": waiting,
+                    "waiting": _storable(waiting[:2000]) if waiting else None,
                     "now": now,
                     "ready": now + delay_s,
                     "id": job.id,

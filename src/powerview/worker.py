@@ -147,7 +147,8 @@ def _wait_for_resumption(path: Path, grace_s: float, why: str | None) -> dict[st
     except FileNotFoundError:
         changed = time.time()
     delay = max(0.05, changed + grace_s - time.time())
-    return {"outcome": "postpone", "delay_s": delay, "waiting": "incomplete upload", "error": why}
+    reason = why or "incomplete upload"
+    return {"outcome": "postpone", "delay_s": delay, "waiting": reason, "error": reason}
 
 
 def _gone(path: Path, payload: dict[str, Any]) -> dict[str, Any]:

@@ -376,6 +376,7 @@ def test_a_cut_upload_s_wait_is_ended_by_an_event_about_it_not_by_the_scan(
     queue.postpone(job, 600, waiting="incomplete upload")
     waiting = get(queue, 1)
     assert waiting.result == {"waiting": "incomplete upload"}
+    assert waiting.last_error == "incomplete upload"
     assert waiting.not_before == pytest.approx(time.time() + 600, abs=5)
     assert queue.oldest_waiting_age_s() is None  # a grace period is not a stuck queue
 
