@@ -152,8 +152,10 @@ def test_a_bad_file_goes_to_error_and_is_not_retried(
         assert job.result["error"]
         assert job.result["moved_to"] == str(device / "error" / name)
     assert jobs[good.name].result["status"] == "success"
+    rejected = ("empty.tsv", "garbage.tsv", headers_only.name)
     assert files_under(device) == sorted(
-        [f"error/{n}" for n in ("empty.tsv", "garbage.tsv", headers_only.name)]
+        [f"error/{n}" for n in rejected]
+        + [f"error/{n}.reason.txt" for n in rejected]  # what the client reads
         + [f"parsed/{good.name}"]
     )
     assert count_points(influx_client, company) == 10 * WIDTH
