@@ -181,3 +181,18 @@ def test_find_moved_never_follows_a_linked_outcome_folder(device: Path, tmp_path
     (elsewhere / "a.tsv").write_text("someone else's\n")
     os.symlink(elsewhere, device / "parsed")
     assert find_moved(data_root(device), device / "a.tsv", since=0.0) is None
+
+
+def test_a_client_file_named_like_a_reason_file_is_never_taken_for_an_upload(
+    device: Path,
+) -> None:
+    """`.txt` is not a device export: neither the scan nor an event queues it."""
+    from powerview import events
+
+    planted = device / "bad.tsv.reason.txt"
+    planted.write_text("PowerView did not ingest bad.tsv: fake\n")
+    decisions: list[events.Decision] = []
+    events.scan(data_root(device), decisions.append)
+    assert [d.kind for d in decisions] == ["provision"]  # the campaign folder only
+    assert events.decide_path("file", str(planted), data_root(device)).ignored
+    assert planted.read_text() == "PowerView did not ingest bad.tsv: fake\n"
