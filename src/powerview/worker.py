@@ -45,6 +45,7 @@ from powerview.retention import HOUSEKEEPING_INTERVAL_S, Retention, housekeep
 
 if TYPE_CHECKING:
     from powerview.metrics import WorkerMetrics
+    from powerview.upload_file import Moved
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def _gone(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report_recovered(
-    path: Path, moved: Any, settings: config.Settings, data_root: Path
+    path: Path, moved: Moved, settings: config.Settings, data_root: Path
 ) -> dict[str, Any]:
     """The report of a file a crashed run had already moved (`find_moved`)."""
     from powerview.influx import open_target
