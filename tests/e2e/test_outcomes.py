@@ -17,6 +17,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,7 @@ def test_a_cut_upload_waits_in_place_and_is_ingested_once_when_sftp_reput_comple
 
     (tmp_path / "day.tsv").write_bytes(whole)
     sftp_batch(sftp_server, company, f"reput {tmp_path / 'day.tsv'} {remote}\n")
+    resumed = time.monotonic()
     assert (device_dir / "day.tsv").read_bytes() == whole  # appended, not uploaded anew
 
     expected = 145 * WIDTH
@@ -113,6 +115,7 @@ def test_a_cut_upload_waits_in_place_and_is_ingested_once_when_sftp_reput_comple
         timeout_s=60,
         describe=pv.logs,
     )
+    print(f"resumed upload in parsed/ {time.monotonic() - resumed:.2f} s after reput ended")
     wait_for("its points", points_reach(influx, company, expected))
     wait_for("the queue to be idle", idle(pv), describe=pv.logs)
     assert count_points(influx, company.name) == expected
