@@ -326,6 +326,7 @@ def ingest_command(
         lines_per_write=settings.write_batch_size,
         dry_run=dry_run,
         reserved=settings.reserved_company_names,
+        incomplete_grace_s=settings.incomplete_grace_s,
     )
     target = NullWriter() if dry_run else open_target(settings)
     progress = Progress(

@@ -166,6 +166,10 @@ class Settings(BaseSettings):
         90.0, ge=0, validation_alias=_env("POWERVIEW_REPORT_RETENTION_DAYS")
     )
     settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
+    # A block file without END_DATA is an upload cut short that FileZilla or
+    # `sftp reput` may resume under the same name: it waits this long after its
+    # last change before going to error/ (the original system's name and default).
+    incomplete_grace_s: float = Field(600.0, ge=0, validation_alias=_env("TSV_INCOMPLETE_GRACE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
     # -- limits on what one uploaded file may cost (issue 10), enforced while reading.
@@ -198,6 +202,11 @@ class Settings(BaseSettings):
     health_expect: str = Field("worker", validation_alias=_env("POWERVIEW_HEALTH_EXPECT"))
     heartbeat_max_age_s: float = Field(
         120.0, gt=0, validation_alias=_env("POWERVIEW_HEARTBEAT_MAX_AGE_S")
+    )
+    # A worker run from cron (`worker --until-idle`) beats only while it runs: one
+    # that finished cleanly is fine for this long, a few of the cron's periods.
+    worker_run_max_age_s: float = Field(
+        900.0, gt=0, validation_alias=_env("POWERVIEW_WORKER_RUN_MAX_AGE_S")
     )
     heartbeat_url: SecretStr | None = Field(None, validation_alias=_env("POWERVIEW_HEARTBEAT_URL"))
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("POWERVIEW_METRICS_PORT"))
