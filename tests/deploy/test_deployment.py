@@ -135,7 +135,6 @@ class Deployment:
             ),
             "runuser -u powerview ": f"runuser -u {self.service_user} ",
             "tenant create acme": f"tenant create {self.company}",
-            "chown -R powerview:powerview": (f"chown -R {self.service_user}:{self.service_user}"),
             "acme.pub": str(self.work / "company.pub"),
         }
         texts = guide.substitute([b.text for b in blocks], self.root, replacements)
@@ -242,8 +241,9 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         assert problems == [], f"deployment cleanup: {problems}"
 
 
-def upload(deployment: Deployment, campaign: str, device: str, name: str, data: bytes) -> None:
-    """The company's upload over SFTP, with its key, checking the server's host key."""
+@contextlib.contextmanager
+def company_sftp(deployment: Deployment) -> Iterator[paramiko.SFTPClient]:
+    """The company's SFTP session, with its key, checking the server's host key."""
     host_key = (deployment.work / "host.pub").read_text().split()
     client = paramiko.SSHClient()
     client.get_host_keys().add(
@@ -260,14 +260,36 @@ def upload(deployment: Deployment, campaign: str, device: str, name: str, data: 
     )
     try:
         sftp = client.open_sftp()
-        home = f"/{deployment.company}"
-        sftp.mkdir(f"{home}/{campaign}")
-        sftp.mkdir(f"{home}/{campaign}/{device}")
-        with sftp.open(f"{home}/{campaign}/{device}/{name}", "wb") as remote:
-            remote.write(data)
-        sftp.close()
+        try:
+            yield sftp
+        finally:
+            sftp.close()
     finally:
         client.close()
+
+
+def upload(deployment: Deployment, campaign: str, device: str, name: str, data: bytes) -> None:
+    """The company's upload over SFTP into a new or existing device folder."""
+    with company_sftp(deployment) as sftp:
+        home = f"/{deployment.company}"
+        for folder in (f"{home}/{campaign}", f"{home}/{campaign}/{device}"):
+            with contextlib.suppress(OSError):  # already there
+                sftp.mkdir(folder)
+        with sftp.open(f"{home}/{campaign}/{device}/{name}", "wb") as remote:
+            remote.write(data)
+
+
+def reason_over_sftp(deployment: Deployment, campaign: str, device: str, name: str) -> str | None:
+    """The reason file beside a rejected upload, as the client reads it, once it is there."""
+    with company_sftp(deployment) as sftp:
+        folder = f"/{deployment.company}/{campaign}/{device}/error"
+        try:
+            if f"{name}.reason.txt" not in sftp.listdir(folder):
+                return None
+        except OSError:
+            return None
+        with sftp.open(f"{folder}/{name}.reason.txt") as remote:
+            return bytes(remote.read()).decode()
 
 
 def queue_jobs(deployment: Deployment) -> list[dict[str, Any]]:
@@ -347,8 +369,6 @@ def test_the_openssh_guide_runs_from_a_bare_machine_to_an_ingested_upload(
     ]
     assert foreign == [], "not the service user's, in the state folder"
 
-    # Place for the "outcomes" branch: a rejected file's reason, read over SFTP by the client.
-
     for script in check:
         done = deployment.run(script)
         assert done.returncode == 0, (
@@ -356,6 +376,20 @@ def test_the_openssh_guide_runs_from_a_bare_machine_to_an_ingested_upload(
             f"{done.stderr}\n{deployment.logs()}"
         )
     deployment.phase("powerview health exit 0")
+    # Then a rejected upload (health rightly warns of it from now on): the client reads
+    # why over SFTP, and cannot write beside it.
+    upload(deployment, "site", "02001316", "T302_empty.tsv", b"")
+    reason = wait_for(
+        "the rejected file's reason, over SFTP",
+        lambda: reason_over_sftp(deployment, "site", "02001316", "T302_empty.tsv"),
+        timeout_s=120,
+        interval_s=1.0,
+        describe=deployment.logs,
+    )
+    assert "empty" in reason.lower(), reason
+    with company_sftp(deployment) as sftp, pytest.raises(PermissionError):
+        sftp.open(f"/{deployment.company}/site/02001316/error/planted.tsv", "wb").close()
+
     print("\nbare machine -> first ingested upload, following deploy/README.md")
     print("(time since the start at the end of each step, named by its first line):")
     for name, at in deployment.timings:
