@@ -17,25 +17,23 @@ influxd:
 	bash src/powerview/install-influxd >/dev/null
 
 # Debian's OpenSSH server and client: the end-to-end tests run a real sshd
-# (internal-sftp, chroot per company) and need ssh-keygen and sftp.
+# (internal-sftp, chroot per company) and need ssh-keygen and sftp. python3-venv
+# and git: deploy/README.md's first steps, which tests/deploy runs as written.
 # Pango (and HarfBuzz's subsetter, fonts): WeasyPrint draws the report's PDF with them.
 # Chromium and poppler-utils (pdftoppm, pdftotext): the report tests open the HTML in
 # a real browser and read the PDF back.
-APT_PACKAGES := openssh-server openssh-client \
+APT_PACKAGES := openssh-server openssh-client python3-venv git \
 	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
 	chromium poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 apt:
-	@missing=$$(for package in $(APT_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; \
-	done); \
-	if [ -z "$$missing" ]; then \
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		echo "apt: $(APT_PACKAGES) already installed"; \
 	else \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends $$missing; \
+			apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
 	fi
 
 # A fresh copy of examples/data each time: ingestion moves files to parsed/ and error/.
