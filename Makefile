@@ -19,7 +19,12 @@ influxd:
 # Debian's OpenSSH server and client: the end-to-end tests run a real sshd
 # (internal-sftp, chroot per company) and need ssh-keygen and sftp. python3-venv
 # and git: deploy/README.md's first steps, which tests/deploy runs as written.
-APT_PACKAGES := openssh-server openssh-client python3-venv git
+# Pango (and HarfBuzz's subsetter, fonts): WeasyPrint draws the report's PDF with them.
+# Chromium and poppler-utils (pdftoppm, pdftotext): the report tests open the HTML in
+# a real browser and read the PDF back.
+APT_PACKAGES := openssh-server openssh-client python3-venv git \
+	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+	chromium poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 apt:
