@@ -10,8 +10,8 @@ fixed) or `InfluxRejectedError` (the data itself was refused, the file goes to
 Writes are gzip-compressed here with ISA-L (`isal`) rather than by the
 client's `enable_gzip`, which uses zlib level 9: on line protocol ISA-L's
 level 1 compresses as well as zlib's level 1 (16x, the text is very
-repetitive) at a fifth of its CPU (0.11 against 0.53 µs per line, measured in
-bench/bench_client.py). A batch is encoded and compressed by the thread that
+repetitive) at a fifth of its CPU (0.11 against 0.53 µs per line, see
+bench/README.md). A batch is encoded and compressed by the thread that
 queues it, so a writer thread goes from one acknowledged request to the next
 without compressing in between: the server does not wait for it. To a server
 on the same machine nothing is compressed (see Settings.effective_gzip_level).
