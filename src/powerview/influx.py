@@ -219,8 +219,9 @@ class _FileTicket:
 class InfluxTarget:
     """Writes line protocol to InfluxDB through bounded background writers.
 
-    Batches are queued tagged with the current file's ticket; `connections`
-    writer threads post them, each over its own HTTP connection of the
+    Batches are made into request bodies by the caller (`body`) and queued
+    tagged with the current file's ticket; `connections` writer threads post
+    them (`post`), each over its own HTTP connection of the
     client's pool. All batches of one file go to one writer, in order, so a
     later row of a file overwrites an earlier one at the same time as with a
     single connection; files alternate between the writers. A file's future
