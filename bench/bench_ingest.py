@@ -41,7 +41,6 @@ import tempfile
 import threading
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from bench.common import (
 )
 from powerview import layout
 from powerview.formats import ParseOptions, open_device_file
-from powerview.influx import InfluxTarget, NullWriter, make_client
+from powerview.influx import InfluxTarget, NullWriter, gzip_body, make_client
 from powerview.ingest import IngestOptions, ingest_paths
 from powerview.lineprotocol import BatchEncoder
 from powerview.schema import series_for
@@ -259,8 +258,7 @@ def pass_gzip(bodies: dict[str, list[bytes]], level: int) -> tuple[dict[str, lis
 
 
 def _gzip(data: bytes, level: int) -> bytes:
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # as powerview.influx does
-    return compressor.compress(data) + compressor.flush()
+    return gzip_body(data, level)  # as PowerView's writer does (ISA-L)
 
 
 # -- the server --------------------------------------------------------------------

@@ -11,6 +11,7 @@ of tests/integration/helpers_ingest.py, not from the code under test.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import re
 import signal
@@ -136,13 +137,14 @@ class WatchedTarget(InfluxTarget):
         self.tree = tree
         self.posted_after_move: list[str] = []
 
-    def write_now(self, bucket: str, lines: str, precision: str = "s") -> None:
+    def post(self, bucket: str, body: bytes, precision: str = "s") -> None:
+        lines = gzip.decompress(body).decode()  # the writers' default: gzip level 1
         serials = set(re.findall(r",device_master_sn=(\d+)", lines))
         for serial in serials:
             device = self.tree.root / self.tree.company / CAMPAIGN / serial
             if (device / "parsed").exists():
                 self.posted_after_move.append(serial)
-        super().write_now(bucket, lines, precision)
+        super().post(bucket, body, precision)
 
 
 @pytest.mark.parametrize("connections", [1, 2])
@@ -185,11 +187,11 @@ class HeldTarget(InfluxTarget):
         self.files_closed = 0
         self._held = False
 
-    def write_now(self, bucket: str, lines: str, precision: str = "s") -> None:
+    def post(self, bucket: str, body: bytes, precision: str = "s") -> None:
         if not self._held:
             self._held = True
             assert self.release.wait(60), "the next files were never parsed"
-        super().write_now(bucket, lines, precision)
+        super().post(bucket, body, precision)
 
     def file_done(self) -> Future[None]:
         done = super().file_done()
@@ -391,3 +393,24 @@ def test_a_later_row_of_a_file_wins_over_two_connections(
     epoch = export.rows[0][0]
     stored = device_points(influx_client, tree.company, tree.serial(path))
     assert stored[(channel.field, epoch)] == float(later[channel.index])
+
+
+@pytest.mark.parametrize("level", [0, 1, 3, 9])
+def test_every_gzip_level_lands_the_same_points(
+    influxdb: InfluxInstance, influx_client: InfluxDBClient, bucket: str, level: int
+) -> None:
+    """Bodies compressed by ISA-L (levels above its 3 mean 3) are read by InfluxDB as sent."""
+    target = InfluxTarget(
+        make_client(influxdb.url, influxdb.token, influxdb.org, 10, 0), influxdb.org, level
+    )
+    try:
+        target.write(bucket, "m,t=a f=1.5 100\nm,t=a f=2.5 200\n")
+        target.file_done().result(timeout=30)
+    finally:
+        target.close()
+    tables = influx_client.query_api().query(
+        "from(bucket: b) |> range(start: 0)", params={"b": bucket}
+    )
+    stored = {int(r.get_time().timestamp()): r.get_value() for t in tables for r in t.records}
+    assert stored == {100: 1.5, 200: 2.5}
+    assert target.requests == 1
