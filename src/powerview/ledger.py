@@ -25,19 +25,29 @@ loss of the same size; it can never invent one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
-from powerview.exceptions import InfrastructureError
+from influxdb_client import InfluxDBClient
+
+from powerview.exceptions import FormatError, InfluxRequestError, InfrastructureError
+from powerview.influx import map_influx_errors
 from powerview.lineprotocol import escape_key, escape_measurement, loose_key, string_field
 from powerview.private_files import checked_dir
+from powerview.schema import MEASUREMENT
+
+if TYPE_CHECKING:
+    from powerview.report import FileReport
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +85,7 @@ class LedgerRow:
     points_verified: int | None  # counted back from InfluxDB (None: not counted)
     verified_at: str | None
     status: EntryStatus
+    fields: tuple[str, ...] = ()  # the InfluxDB fields of its points (for the read-back)
 
     @property
     def subject(self) -> str:
@@ -90,6 +101,12 @@ class LedgerRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> LedgerRow:
+        values = dict(row)
+        values["fields"] = tuple(json.loads(values["fields"]))
+        return cls(**values)
 
 
 def status_of(expected: int, verified: int | None) -> EntryStatus:
@@ -137,6 +154,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     points_verified INTEGER,
     verified_at     TEXT,
     status          TEXT NOT NULL,
+    fields          TEXT NOT NULL,
     UNIQUE (company, campaign, device_folder, upload_name, sha256)
 );
 CREATE INDEX IF NOT EXISTS ledger_company ON ledger (company, campaign, first_time);
@@ -190,6 +208,7 @@ class Ledger:
     def record(self, row: LedgerRow) -> int:
         """Insert the file's entry, or update the entry of the same bytes at the same place."""
         values = row.to_dict()
+        values["fields"] = json.dumps(list(row.fields))
         names = ", ".join(_COLUMNS)
         marks = ", ".join(f":{c}" for c in _COLUMNS)
         key = {"company", "campaign", "device_folder", "upload_name", "sha256"}
@@ -241,7 +260,7 @@ class Ledger:
         query += " ORDER BY campaign, device, first_time, file_name"
         with _mapped("reading entries"):
             found = self._db.execute(query, args).fetchall()
-        return [LedgerRow(**dict(r)) for r in found]
+        return [LedgerRow.from_row(r) for r in found]
 
     def with_status(self, statuses: Sequence[EntryStatus]) -> list[LedgerRow]:
         """Every entry in one of `statuses` (the health check's mismatches)."""
@@ -252,12 +271,10 @@ class Ledger:
         )
         with _mapped("reading entries"):
             found = self._db.execute(query, list(statuses)).fetchall()
-        return [LedgerRow(**dict(r)) for r in found]
+        return [LedgerRow.from_row(r) for r in found]
 
 
 def _replace(row: LedgerRow, **changes: Any) -> LedgerRow:
-    import dataclasses
-
     return dataclasses.replace(row, **changes)
 
 
@@ -302,10 +319,17 @@ class Fingerprint:
         self.size += len(data)
         return data
 
-    def finish(self, chunk: int = 1 << 20) -> tuple[str, int]:
-        """Hash the rest of the file; (hex SHA-256, bytes) of everything read."""
+    def finish(self, limit: int, chunk: int = 1 << 20) -> tuple[str, int]:
+        """Hash the rest of the file; (hex SHA-256, bytes) of everything read.
+
+        FormatError past `limit` bytes (POWERVIEW_MAX_FILE_BYTES): a file still
+        growing after its last line was parsed is not fingerprinted for ever.
+        """
         while self.read(chunk):
-            pass
+            if self.size > limit:
+                raise FormatError(
+                    f"the file grew past {limit} bytes while being read (POWERVIEW_MAX_FILE_BYTES)"
+                )
         return self._hash.hexdigest(), self.size
 
     def close(self) -> None:
@@ -347,3 +371,203 @@ def meta_line(row: LedgerRow, at: float) -> str:
         for k, v in values.items()
     )
     return f"{escape_measurement(LEDGER_MEASUREMENT)}{tag_text} {field_text} {int(at * 1e9)}\n"
+
+
+# -- read-back ------------------------------------------------------------------
+
+# The file's points as InfluxDB holds them (module docstring): distinct
+# (field, time) pairs of its fields, device and campaign in its time range.
+# unique() per field: one field in two series (a channel renamed between two
+# overlapping files) is still one point per timestamp.
+_COUNT_FLUX = """
+from(bucket: bucket)
+  |> range(start: start, stop: stop)
+  |> filter(fn: (r) => r._measurement == measurement and r.device_master_sn == device
+      and r.campaign == campaign)
+  |> filter(fn: (r) => contains(value: r._field, set: fields))
+  |> group(columns: ["_field"])
+  |> unique(column: "_time")
+  |> count()
+  |> group()
+  |> sum()
+"""
+
+
+class Verifier(Protocol):
+    """Counts an entry's points in InfluxDB; the seam tests put a delete into."""
+
+    def count(self, row: LedgerRow, fields: Sequence[str]) -> int: ...
+
+
+class FluxVerifier:
+    """Counts with one Flux query per file (names go in as parameters, never spliced)."""
+
+    def __init__(self, client: InfluxDBClient) -> None:
+        self._client = client
+
+    def count(self, row: LedgerRow, fields: Sequence[str]) -> int:
+        if row.first_time is None or row.last_time is None or not fields:
+            return 0
+        params = {
+            "bucket": row.company,
+            "measurement": MEASUREMENT,
+            "device": row.device,
+            "campaign": row.campaign,
+            "fields": list(fields),
+            "start": parse_rfc3339(row.first_time),
+            "stop": parse_rfc3339(row.last_time) + dt.timedelta(seconds=1),
+        }
+        with map_influx_errors(f"counting the points of {row.subject}"):
+            tables = self._client.query_api().query(_COUNT_FLUX, params=params)
+        return sum(int(record.get_value() or 0) for table in tables for record in table.records)
+
+
+# -- the pipeline's hook ----------------------------------------------------------
+
+
+class Recorder:
+    """What the ingest pipeline calls once InfluxDB acknowledged a file's writes.
+
+    `acknowledged` (before the move to parsed/) counts the file's points back
+    and records the entry; `stored` (after the move) names it as stored. An
+    entry is recorded before the move so that a crash between the two never
+    leaves a file in parsed/ without its entry (the entry then keeps the
+    upload name); a ledger that cannot be written defers the file (LedgerError)
+    rather than moving it unrecorded. A read-back that fails (InfluxDB gone
+    right after acknowledging) leaves the entry `unverified`, never the file.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        verifier: Verifier | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.verifier = verifier
+        self._clock = clock
+
+    def acknowledged(self, report: FileReport, upload_time: float) -> LedgerRow:
+        """Count the file's points back and record its entry (before its move)."""
+        row = entry_for(report, upload_time, self._clock())
+        count: int | None = None
+        if self.verifier is not None:
+            try:
+                count = self.verifier.count(row, row.fields)
+            except (InfrastructureError, InfluxRequestError) as exc:
+                log.warning("ledger: %s not verified: %s", row.subject, exc)
+        row = self._checked(row, count)
+        self.ledger.record(row)
+        return row
+
+    def verify(self, row: LedgerRow) -> LedgerRow:
+        """Count `row`'s points again now and record it; InfluxDB's errors are raised."""
+        if self.verifier is None:
+            raise InfluxRequestError("no InfluxDB to verify against")
+        count = self.verifier.count(row, row.fields)
+        checked = self._checked(row, count)
+        self.ledger.verified(row, count, self._clock())
+        return checked
+
+    def _checked(self, row: LedgerRow, count: int | None) -> LedgerRow:
+        status = status_of(row.points_expected, count)
+        if status == "mismatch":
+            log.warning(
+                "ledger: %s: %d distinct points written, %d found in InfluxDB",
+                row.subject, row.points_expected, count,
+            )  # fmt: skip
+        at = rfc3339(self._clock()) if count is not None else None
+        return dataclasses.replace(row, points_verified=count, verified_at=at, status=status)
+
+    def stored(self, row: LedgerRow, file_name: str) -> LedgerRow:
+        """The entry under its parsed/ name; a failure here is logged (the file moved)."""
+        try:
+            return self.ledger.stored_as(row, file_name)
+        except LedgerError as exc:
+            log.error("ledger: %s moved as %s, name not recorded: %s", row.subject, file_name, exc)
+            return row
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def entry_for(report: FileReport, upload_time: float, now: float) -> LedgerRow:
+    """The entry of a file whose writes were just acknowledged, from its run report."""
+    counts = report.counts
+    width = counts.get("nb_channels", 0)
+    time_range = report.time_range or {}
+    return LedgerRow(
+        company=report.company or "",
+        campaign=report.campaign or "",
+        device=str((report.format or {}).get("master_sn") or report.device_sn or ""),
+        device_folder=report.device_sn or "",
+        file_name=report.file_name,
+        upload_name=report.file_name,
+        sha256=report.sha256 or "",
+        size=report.size or 0,
+        upload_time=rfc3339(upload_time),
+        ingest_time=rfc3339(now),
+        first_time=time_range.get("first"),
+        last_time=time_range.get("last"),
+        rows=counts.get("nb_rows", 0),
+        values_read=counts.get("nb_valid_rows", 0) * width,
+        rejected_values=counts.get("nb_invalid_values", 0),
+        rejected_rows=counts.get("nb_rejected_rows", 0),
+        points_written=counts.get("nb_points", 0),
+        points_expected=counts.get("nb_distinct_points", counts.get("nb_points", 0)),
+        points_verified=None,
+        verified_at=None,
+        status="unverified",
+        fields=tuple(c.field for c in report.channels),
+    )
+
+
+@contextlib.contextmanager
+def open_recorder(state_dir: Path, client: InfluxDBClient | None) -> Iterator[Recorder]:
+    """The recorder of the state folder's ledger, counting back through `client`."""
+    recorder = Recorder(Ledger.in_state_dir(state_dir), FluxVerifier(client) if client else None)
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+# -- `powerview ledger` and `powerview verify` ----------------------------------------
+
+
+@dataclass
+class Verification:
+    """What `verify` found: every entry checked now, and those with points missing."""
+
+    company: str
+    campaign: str | None
+    entries: list[LedgerRow]
+
+    @property
+    def missing(self) -> list[LedgerRow]:
+        return [row for row in self.entries if row.status == "mismatch"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "campaign": self.campaign,
+            "checked": len(self.entries),
+            "missing": [row.to_dict() for row in self.missing],
+            "entries": [row.to_dict() for row in self.entries],
+        }
+
+
+def verify(recorder: Recorder, company: str, campaign: str | None = None) -> Verification:
+    """Count every entry of `company` (one campaign) in InfluxDB again, and record it."""
+    return Verification(
+        company, campaign, [recorder.verify(row) for row in recorder.ledger.rows(company, campaign)]
+    )
+
+
+def mismatches(state_dir: Path) -> list[LedgerRow] | None:
+    """The entries whose points are missing; None when there is no ledger yet."""
+    path = state_dir / LEDGER_FILE
+    if not path.is_file():
+        return None
+    with Ledger(path, timeout_s=5) as ledger:
+        return ledger.with_status(["mismatch"])
