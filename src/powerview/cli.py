@@ -248,7 +248,7 @@ def ingest_command(
 
     from powerview.influx import InfluxTarget, NullWriter
     from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
-    from powerview.ledger import FluxVerifier, Ledger, Recorder
+    from powerview.ledger import open_recorder
 
     settings = _settings()
     root = layout.data_root_for(paths, data_root, settings.data_root).resolve()
@@ -256,7 +256,7 @@ def ingest_command(
     target = NullWriter() if dry_run else open_target(settings)
     recorder = None
     if isinstance(target, InfluxTarget):
-        recorder = Recorder(Ledger.in_state_dir(settings.state_dir), FluxVerifier(target.client))
+        recorder = open_recorder(settings.state_dir, target.client)
     options = IngestOptions(
         data_root=root,
         parse=parse_options(settings),

@@ -145,7 +145,10 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     the device folder's descriptor. A link on the way is refused, left where
     it is and reported; nothing is ever read or moved through it.
     """
-    return _finish(_start(path, writer, options), options)
+    report = _finish(_start(path, writer, options), options)
+    if options.ledger is not None:
+        options.ledger.drain()  # its read-back, counted while it was moved
+    return report
 
 
 @dataclass
@@ -226,7 +229,7 @@ def _settle(
             moved = upload.move_to("parsed")
             report.moved_to = display(moved)
             if ledger is not None and entry is not None:
-                report.ledger = ledger.stored(entry, display(moved.name))
+                ledger.stored(entry, display(moved.name), report)  # read back meanwhile
     except LedgerError as exc:  # the data is in; the file waits until it can be recorded
         report.status = "deferred"
         report.deferred_by = "filesystem"
@@ -429,6 +432,8 @@ def ingest_paths(
             record(_deferred(report, outage))
     while window:
         finish_head()
+    if options.ledger is not None:
+        options.ledger.drain()  # the read-backs, counted while the next files were written
     return run
 
 

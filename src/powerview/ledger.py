@@ -12,14 +12,15 @@ and the points read back from InfluxDB after the write was acknowledged
 The read-back rule (overlapping files of one device): a file's points are
 the distinct (field, timestamp) pairs it holds (`points_expected`; a row
 repeated in the file is one point, as InfluxDB keeps one). The read-back
-counts, in the company's bucket, the distinct (field, timestamp) pairs of
-the file's fields, device (`device_master_sn`) and campaign between its first
-and last timestamp. Another file of the same device whose rows fall in that
-range at other timestamps adds to that count, so the rule is "at least":
-`verified` when points_verified >= points_expected, `mismatch` when fewer
-(points of this file are missing for sure), `unverified` when the count could
-not be made (InfluxDB failed right after acknowledging). An overlap can hide a
-loss of the same size; it can never invent one.
+counts, in the company's bucket, the points of the file's fields, device
+(`device_master_sn`) and campaign between its first and last timestamp
+(per series, where a timestamp holds one point). Another file of the same
+device whose rows fall in that range at other timestamps adds to that count,
+so the rule is "at least": `verified` when points_verified >= points_expected,
+`mismatch` when fewer (points of this file are missing for sure),
+`unverified` until counted, or when the count could not be made (InfluxDB
+failed right after acknowledging). An overlap can hide a loss of the same
+size; it can never invent one.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
@@ -184,7 +187,10 @@ class Ledger:
                 # SQLite would create it 0644 (its -wal and -shm copy that mode).
                 flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
                 os.close(os.open(path.name, flags, 0o600, dir_fd=folder))
-            self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+            # A Recorder's read-back thread uses it too, under the Recorder's lock.
+            self._db = sqlite3.connect(
+                path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -375,19 +381,22 @@ def meta_line(row: LedgerRow, at: float) -> str:
 
 # -- read-back ------------------------------------------------------------------
 
-# The file's points as InfluxDB holds them (module docstring): distinct
-# (field, time) pairs of its fields, device and campaign in its time range.
-# unique() per field: one field in two series (a channel renamed between two
-# overlapping files) is still one point per timestamp.
+# The file's points as InfluxDB holds them (module docstring): its device and
+# campaign in its time range, counted per series, then only its fields kept.
+# count() right after the filter on tags is pushed down to the storage engine;
+# a filter on the fields before it (contains() is not pushed down) made InfluxDB
+# read every point: 25 s instead of 0.15 s for a file of 300,000 points
+# (measured; bench/bench_ledger.py). Within a series a timestamp holds one
+# point, so each count is of distinct timestamps; a field found in two series
+# (a channel renamed between two overlapping files) counts twice, which the
+# "at least" rule can only read as present, never as a loss.
 _COUNT_FLUX = """
 from(bucket: bucket)
   |> range(start: start, stop: stop)
   |> filter(fn: (r) => r._measurement == measurement and r.device_master_sn == device
       and r.campaign == campaign)
-  |> filter(fn: (r) => contains(value: r._field, set: fields))
-  |> group(columns: ["_field"])
-  |> unique(column: "_time")
   |> count()
+  |> filter(fn: (r) => contains(value: r._field, set: fields))
   |> group()
   |> sum()
 """
@@ -428,13 +437,17 @@ class FluxVerifier:
 class Recorder:
     """What the ingest pipeline calls once InfluxDB acknowledged a file's writes.
 
-    `acknowledged` (before the move to parsed/) counts the file's points back
-    and records the entry; `stored` (after the move) names it as stored. An
-    entry is recorded before the move so that a crash between the two never
-    leaves a file in parsed/ without its entry (the entry then keeps the
-    upload name); a ledger that cannot be written defers the file (LedgerError)
-    rather than moving it unrecorded. A read-back that fails (InfluxDB gone
-    right after acknowledging) leaves the entry `unverified`, never the file.
+    `acknowledged` records the entry (`unverified`) before the file's move to
+    parsed/, so that a crash between the two never leaves a file in parsed/
+    without its entry (the entry then keeps the upload name); a ledger that
+    cannot be written defers the file (LedgerError) rather than moving it
+    unrecorded. `stored` (after the move) names the entry as stored and queues
+    its read-back, one Flux count, run by a background thread while the next
+    files are parsed and written: counting inline held the pipeline for the
+    query's time on every file (measured in bench/bench_ledger.py). `drain`
+    waits for the counts; each updates the entry and the file's report. A
+    read-back that fails (InfluxDB gone right after acknowledging) leaves the
+    entry `unverified`, never the file.
     """
 
     def __init__(
@@ -446,49 +459,87 @@ class Recorder:
         self.ledger = ledger
         self.verifier = verifier
         self._clock = clock
+        self._lock = threading.Lock()  # the ledger's connection, shared with the counter
+        self._counter: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
 
     def acknowledged(self, report: FileReport, upload_time: float) -> LedgerRow:
-        """Count the file's points back and record its entry (before its move)."""
+        """Record the file's entry (before its move); LedgerError if it cannot be."""
         row = entry_for(report, upload_time, self._clock())
-        count: int | None = None
-        if self.verifier is not None:
-            try:
-                count = self.verifier.count(row, row.fields)
-            except (InfrastructureError, InfluxRequestError) as exc:
-                log.warning("ledger: %s not verified: %s", row.subject, exc)
-        row = self._checked(row, count)
-        self.ledger.record(row)
+        with self._lock:
+            self.ledger.record(row)
         return row
+
+    def stored(self, row: LedgerRow, file_name: str, report: FileReport) -> LedgerRow:
+        """Name the entry as stored in parsed/, and queue its read-back.
+
+        A failure to record the name is logged: the file has moved already.
+        """
+        try:
+            with self._lock:
+                row = self.ledger.stored_as(row, file_name)
+        except LedgerError as exc:
+            log.error("ledger: %s moved as %s, name not recorded: %s", row.subject, file_name, exc)
+        report.ledger = row
+        if self.verifier is not None:
+            if self._counter is None:
+                self._counter = ThreadPoolExecutor(1, thread_name_prefix="ledger-read-back")
+            self._pending.append(self._counter.submit(self._read_back, row, report))
+        return row
+
+    def _read_back(self, row: LedgerRow, report: FileReport) -> None:
+        assert self.verifier is not None
+        try:
+            count = self.verifier.count(row, row.fields)
+        except (InfrastructureError, InfluxRequestError) as exc:
+            log.warning("ledger: %s not verified: %s", row.subject, exc)
+            return
+        try:
+            with self._lock:
+                self.ledger.verified(row, count, self._clock())
+        except LedgerError as exc:
+            log.error("ledger: %s counted, count not recorded: %s", row.subject, exc)
+            return
+        report.ledger = self._checked(row, count)
+
+    def drain(self) -> None:
+        """Wait until every queued read-back is counted and recorded."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def verify(self, row: LedgerRow) -> LedgerRow:
         """Count `row`'s points again now and record it; InfluxDB's errors are raised."""
         if self.verifier is None:
             raise InfluxRequestError("no InfluxDB to verify against")
         count = self.verifier.count(row, row.fields)
-        checked = self._checked(row, count)
-        self.ledger.verified(row, count, self._clock())
-        return checked
+        with self._lock:
+            self.ledger.verified(row, count, self._clock())
+        return self._checked(row, count)
 
-    def _checked(self, row: LedgerRow, count: int | None) -> LedgerRow:
+    def _checked(self, row: LedgerRow, count: int) -> LedgerRow:
         status = status_of(row.points_expected, count)
         if status == "mismatch":
             log.warning(
                 "ledger: %s: %d distinct points written, %d found in InfluxDB",
                 row.subject, row.points_expected, count,
             )  # fmt: skip
-        at = rfc3339(self._clock()) if count is not None else None
+        at = rfc3339(self._clock())
         return dataclasses.replace(row, points_verified=count, verified_at=at, status=status)
 
-    def stored(self, row: LedgerRow, file_name: str) -> LedgerRow:
-        """The entry under its parsed/ name; a failure here is logged (the file moved)."""
-        try:
-            return self.ledger.stored_as(row, file_name)
-        except LedgerError as exc:
-            log.error("ledger: %s moved as %s, name not recorded: %s", row.subject, file_name, exc)
-            return row
-
     def close(self) -> None:
-        self.ledger.close()
+        try:
+            self.drain()
+        finally:
+            if self._counter is not None:
+                self._counter.shutdown()
+            self.ledger.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def entry_for(report: FileReport, upload_time: float, now: float) -> LedgerRow:
@@ -522,14 +573,9 @@ def entry_for(report: FileReport, upload_time: float, now: float) -> LedgerRow:
     )
 
 
-@contextlib.contextmanager
-def open_recorder(state_dir: Path, client: InfluxDBClient | None) -> Iterator[Recorder]:
+def open_recorder(state_dir: Path, client: InfluxDBClient | None) -> Recorder:
     """The recorder of the state folder's ledger, counting back through `client`."""
-    recorder = Recorder(Ledger.in_state_dir(state_dir), FluxVerifier(client) if client else None)
-    try:
-        yield recorder
-    finally:
-        recorder.close()
+    return Recorder(Ledger.in_state_dir(state_dir), FluxVerifier(client) if client else None)
 
 
 # -- `powerview ledger` and `powerview verify` ----------------------------------------

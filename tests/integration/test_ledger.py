@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,24 @@ import pytest
 from influxdb_client import InfluxDBClient
 
 from powerview import cli, health
-from powerview.influx import InfluxTarget
+from powerview.influx import InfluxTarget, make_client
 from powerview.ingest import IngestOptions, ingest_paths
 from powerview.ledger import FluxVerifier, Ledger, LedgerRow, Recorder
 from tests.conftest import InfluxInstance
+from tests.integration.helpers_events import Site, influx_env
 from tests.integration.helpers_ingest import expected_points, iso, read_export
 from tests.integration.test_ingest_cli import Env, env, ingest
+from tests.integration.test_worker import WIDTH as WORKER_WIDTH
+from tests.integration.test_worker import (
+    _dead_port,
+    company,
+    device_files,
+    enqueue_files,
+    site,
+    worker,
+)
 
-__all__ = ["env"]  # the fixture, shared with test_ingest_cli
+__all__ = ["company", "env", "site"]  # fixtures shared with test_ingest_cli and test_worker
 
 BIG = "big/02001283/T302_02001283_T302_260108_214031.tsv"
 DELETED_DAY = dt.datetime(2025, 11, 1, tzinfo=dt.UTC)
@@ -222,6 +233,18 @@ def test_verify_lists_the_file_of_a_deleted_day_and_exits_1(
     lost = _points_on(samples / "acme" / BIG, "big", DELETED_DAY)
     assert missing["points_verified"] == missing["points_expected"] - lost
     assert after["checked"] == 2
+    # The meta bucket's summary follows: the file's latest point says mismatch.
+    query = (
+        f'from(bucket: "{env.meta_bucket}") |> range(start: 0) '
+        '|> filter(fn: (r) => r._measurement == "powerview_ledger" and r._field == "status")'
+        "|> last()"
+    )
+    latest = {
+        r.values["file"]: r.get_value()
+        for t in env.client.query_api().query(query)
+        for r in t.records
+    }
+    assert latest[missing["file_name"]] == "mismatch"
     # Only the campaign asked for; the text names the file.
     assert cli.run(["verify", company, "--campaign", "v003-mono"]) == 0
     capsys.readouterr()
@@ -229,3 +252,85 @@ def test_verify_lists_the_file_of_a_deleted_day_and_exits_1(
     text = capsys.readouterr().out
     assert f"missing: big/02001283/{Path(BIG).name}" in text
     assert "1 files checked, 1 with points missing" in text
+
+
+# -- where the entry is recorded: the worker, a locked ledger, InfluxDB gone ---------
+
+
+def test_the_worker_records_each_file_it_ingests(
+    site: Site, company: str, influxdb: InfluxInstance, influx_client: InfluxDBClient
+) -> None:
+    paths = device_files(site, company, count=3, rows=30)
+    enqueue_files(site, paths)
+    worker(site, influx_env(site, influxdb))
+    with Ledger.in_state_dir(site.state) as ledger:
+        rows = ledger.rows(company)
+    assert sorted(r.upload_name for r in rows) == sorted(p.name for p in paths)
+    for row in rows:
+        parsed = site.data / company / "c1" / row.device_folder / "parsed" / row.file_name
+        assert row.sha256 == hashlib.sha256(parsed.read_bytes()).hexdigest()
+        assert (row.points_expected, row.points_verified, row.status) == (
+            30 * WORKER_WIDTH,
+            30 * WORKER_WIDTH,
+            "verified",
+        )
+
+
+def _one_file(env: Env, samples: Path) -> tuple[str, Path]:
+    company = env.company()
+    upload = env.root / company / "v003-mono" / "02001311" / "T302_260122_162658_UTC.tsv"
+    upload.parent.mkdir(parents=True)
+    shutil.copy(samples / "acme" / "v003-mono" / "02001311" / upload.name, upload)
+    return company, upload
+
+
+def test_a_ledger_that_cannot_be_written_defers_the_file_until_it_can(
+    env: Env, samples: Path, influxdb: InfluxInstance
+) -> None:
+    company, upload = _one_file(env, samples)
+    state = env.root.parent / "work" / "state"
+    target = InfluxTarget(env.client, influxdb.org, gzip_level=0)
+    ledger = Ledger(state / "ledger.sqlite3", timeout_s=0.2)
+    options = IngestOptions(
+        data_root=env.root.resolve(), ledger=Recorder(ledger, FluxVerifier(env.client))
+    )
+    holder = sqlite3.connect(state / "ledger.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds the ledger locked
+    try:
+        (locked,) = ingest_paths([upload], target, options).files
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (locked.status, locked.deferred_by) == ("deferred", "filesystem")
+    assert "database is locked" in (locked.error or "")
+    assert upload.is_file()  # left where it was, to be ingested again
+    assert not (upload.parent / "parsed").exists()
+    (again,) = ingest_paths([upload], target, options).files
+    ledger.close()
+    assert again.status == "success"
+    with Ledger.in_state_dir(state) as reopened:
+        (row,) = reopened.rows(company)
+    assert (row.file_name, row.status) == (upload.name, "verified")
+
+
+def test_a_read_back_that_fails_leaves_the_entry_unverified_and_the_file_moves(
+    env: Env, samples: Path, influxdb: InfluxInstance, capsys: pytest.CaptureFixture[str]
+) -> None:
+    company, upload = _one_file(env, samples)
+    state = env.root.parent / "work" / "state"
+    target = InfluxTarget(env.client, influxdb.org, gzip_level=0)
+    gone = make_client(f"http://127.0.0.1:{_dead_port()}", influxdb.token, influxdb.org, 2, 0)
+    with Recorder(Ledger.in_state_dir(state), FluxVerifier(gone)) as recorder:
+        options = IngestOptions(data_root=env.root.resolve(), ledger=recorder)
+        (report,) = ingest_paths([upload], target, options).files
+    assert report.status == "success"
+    assert (upload.parent / "parsed" / upload.name).is_file()
+    assert report.ledger is not None
+    assert (report.ledger.status, report.ledger.points_verified) == ("unverified", None)
+    assert health.check_ledger(state).status == health.Status.OK  # not a loss: not counted
+    # `verify` counts it now that InfluxDB answers.
+    assert cli.run(["verify", company]) == 0
+    assert "1 files checked, 0 with points missing" in capsys.readouterr().out
+    with Ledger.in_state_dir(state) as ledger:
+        (row,) = ledger.rows(company)
+    assert (row.status, row.points_verified) == ("verified", row.points_expected)
