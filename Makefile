@@ -17,13 +17,19 @@ influxd:
 	bash src/powerview/install-influxd >/dev/null
 
 # Debian's OpenSSH server and client: the end-to-end tests run a real sshd
-# (internal-sftp, chroot per company) and need ssh-keygen and sftp.
-APT_PACKAGES := openssh-server openssh-client
+# (internal-sftp, chroot per company) and need ssh-keygen and sftp. python3-venv
+# and git: deploy/README.md's first steps, which tests/deploy runs as written.
+# Pango (and HarfBuzz's subsetter, fonts): WeasyPrint draws the report's PDF with them.
+# Chromium and poppler-utils (pdftoppm, pdftotext): the report tests open the HTML in
+# a real browser and read the PDF back.
+APT_PACKAGES := openssh-server openssh-client python3-venv git \
+	libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+	chromium poppler-utils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 apt:
-	@if [ -x /usr/sbin/sshd ] && command -v sftp >/dev/null 2>&1; then \
-		echo "apt: openssh-server and openssh-client already installed"; \
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "apt: $(APT_PACKAGES) already installed"; \
 	else \
 		$(SUDO) apt-get update -q && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive \

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 from rich.table import Table
 
-from powerview import layout, stack
+from powerview import deploy, layout, stack
 from powerview import settings as config
 from powerview.exceptions import ConfigError, FormatError
 from powerview.exit_status import ExitStatus, describe
@@ -130,14 +130,82 @@ state_dir_option = click.option(
 )
 
 
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Install under this prefix; the installed files name paths under it too (tests).",
+)
+service_user_option = click.option(
+    "--service-user",
+    default=deploy.SERVICE_USER,
+    show_default=True,
+    help="The system user the services run as; its group may read the env file.",
+)
+
+
 @stack_group.command("install")
+@click.option(
+    "--system",
+    is_flag=True,
+    help="Install influxd as the systemd service powerview-influxd, start and onboard it, "
+    "and write its admin token into /etc/powerview/powerview.env (root).",
+)
+@root_option
+@click.option("--port", type=int, help="Loopback port [env: POWERVIEW_INFLUXD_PORT; 8086].")
+@service_user_option
+@click.option("--influxdb-user", default="powerview-influxdb", show_default=True,
+              help="The system user influxd runs as (--system).")  # fmt: skip
 @json_option
-def stack_install(json_output: bool) -> ExitStatus:
-    """Find influxd, or build the pinned version once into the user cache."""
+def stack_install(
+    system: bool,
+    root: Path,
+    port: int | None,
+    service_user: str,
+    influxdb_user: str,
+    json_output: bool,
+) -> ExitStatus:
+    """Find influxd, or build the pinned version once into the user cache.
+
+    With --system: the production InfluxDB (idempotent; a second run keeps the token).
+    """
     settings = _settings()
-    document = {"influxd": stack.install_influxd(settings.influxd_binary)}
-    render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
+    if not system:
+        document = {"influxd": stack.install_influxd(settings.influxd_binary)}
+        render(document, json_output, lambda doc: out.print(f"influxd: {doc['influxd']}"))
+        return ExitStatus.OK
+    target = deploy.Target(
+        "openssh", root=root, service_user=service_user, influxdb_user=influxdb_user
+    )
+    done = stack.system_install(
+        target,
+        port or settings.influxd_port,
+        org=settings.influxdb_org,
+        bucket=settings.meta_bucket,
+        source=settings.influxd_binary,
+    )
+    render(dataclasses.asdict(done), json_output, _system_install_text)
     return ExitStatus.OK
+
+
+def _steps_text(steps: list[dict[str, str]]) -> None:
+    table = Table("", "what", "detail", box=None)
+    for step in steps:
+        table.add_row(step["outcome"], step["what"], step["detail"])
+    out.print(table)
+
+
+def _system_install_text(doc: dict[str, Any]) -> None:
+    _steps_text(doc["steps"])
+    if doc["onboarded"]:
+        out.print(f"InfluxDB at {doc['url']} onboarded; admin token written to {doc['env_file']}")
+    else:
+        out.print(f"InfluxDB at {doc['url']} was onboarded already; token kept in "
+                  f"{doc['env_file']}")  # fmt: skip
+    out.print(f"started: {doc['started']}")
+    for command in doc["next_commands"]:
+        out.print(f"next: {command}")
 
 
 def _stack_document(state: stack.StackState) -> dict[str, Any]:
@@ -264,6 +332,7 @@ def ingest_command(
         dry_run=dry_run,
         reserved=settings.reserved_company_names,
         ledger=recorder,
+        incomplete_grace_s=settings.incomplete_grace_s,
     )
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -874,6 +943,16 @@ def _tenant_text(document: dict[str, Any]) -> None:
         if sftpgo["password"]:
             # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
             out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
+    openssh = document["openssh"]
+    if openssh is not None:
+        if not openssh["changes"]:
+            out.print(f"OpenSSH account {openssh['user']}: no change")
+        for change in openssh["changes"]:
+            detail = f" ({change['detail']})" if change["detail"] else ""
+            out.print(f"OpenSSH {verb}: {change['action']} {change['resource']}{detail}")
+            if change["action"] == "update":
+                for line in describe_diff(change["diff"]):
+                    out.print(f"    {line}")
     for change in [*document["downsample_changes"], *document["influx_changes"]]:
         out.print(f"InfluxDB {verb}: {change}")
     if document["token_created"]:
@@ -927,7 +1006,7 @@ def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
     help="OpenSSH public key file of the SFTP user (replaces its keys; repeatable).",
 )
 @click.option(
-    "--sftp-password", is_flag=True, help="Give the SFTP user a new password (shown once)."
+    "--sftp-password", is_flag=True, help="Give the SFTPGo user a new password (shown once)."
 )
 @click.option("--check", is_flag=True, help="Say what would change; change nothing.")
 @json_option
@@ -969,7 +1048,7 @@ def tenant_create(
 def tenant_delete(
     company: str, with_user: bool, keep_token: bool, purge: bool, check: bool, json_output: bool
 ) -> ExitStatus:
-    """Remove a company's SFTPGo login, read token and Grafana resources; its files stay,
+    """Remove a company's SFTP login, read token and Grafana resources; its files stay,
     and its data too unless --purge."""
     from powerview.provision import delete_tenant
 
@@ -984,7 +1063,7 @@ def tenant_delete(
 @tenant_group.command("list")
 @json_option
 def tenant_list(json_output: bool) -> ExitStatus:
-    """Companies with a bucket (or an SFTPGo user): read token, and SFTPGo user when managed."""
+    """Companies with a bucket (or an SFTP account): read token, and SFTP account when managed."""
     from powerview.provision import list_tenants
 
     settings = _settings()
@@ -993,11 +1072,14 @@ def tenant_list(json_output: bool) -> ExitStatus:
 
 
 def _tenant_list_text(rows: list[dict[str, Any]]) -> None:
-    # The SFTPGo columns when PowerView manages SFTPGo (every row then has them).
+    # The SFTPGo or OpenSSH columns when PowerView manages them (every row then has them).
     managed = bool(rows) and "sftpgo_user" in rows[0]
+    openssh = bool(rows) and "ssh_account" in rows[0]
     columns = ["company", "read token", "token value on file"]
     if managed:
         columns += ["SFTPGo user", "keys", "password"]
+    if openssh:
+        columns += ["OpenSSH user", "account", "keys"]
     table = Table(*columns, box=None)
     for row in rows:
         cells = [row["company"], "yes" if row["read_token"] else "no"]
@@ -1007,6 +1089,8 @@ def _tenant_list_text(rows: list[dict[str, Any]]) -> None:
             cells.append(str(row.get("sftpgo_keys", "")))
             password = row.get("sftpgo_password")
             cells.append("" if password is None else "set" if password else "none")
+        if openssh:
+            cells += [row["ssh_user"], row["ssh_account"], str(row["ssh_keys"])]
         table.add_row(*cells)
     out.print(table)
 
@@ -1082,6 +1166,47 @@ def downsample_backfill(company: str, start: str | None, stop: str | None) -> Ex
 
 
 # -- operations: health, alerts, admin dashboard ------------------------------------
+
+
+@app.command("deploy")
+@click.option("--variant", type=click.Choice(deploy.VARIANTS), required=True,
+              help="How clients upload: plain OpenSSH (watcher) or SFTPGo (hook).")  # fmt: skip
+@click.option("--check", is_flag=True, help="Show what would change; change nothing.")
+@root_option
+@service_user_option
+@click.option("--upload-group", default=deploy.UPLOAD_GROUP, show_default=True,
+              help="The group of the companies' SFTP users (OpenSSH).")  # fmt: skip
+@json_option
+def deploy_command(
+    variant: deploy.Variant,
+    check: bool,
+    root: Path,
+    service_user: str,
+    upload_group: str,
+    json_output: bool,
+) -> ExitStatus:
+    """Set up this host for PowerView: users, folders, env file, units (idempotent)."""
+    target = deploy.Target(variant, root=root, service_user=service_user, upload_group=upload_group)
+    steps = deploy.deploy(target, check)
+    document = {
+        "variant": variant,
+        "root": root,
+        "check": check,
+        "steps": [dataclasses.asdict(step) for step in steps],
+        "changed": sum(step.outcome != "ok" for step in steps),
+        "next_commands": deploy.next_commands(target),
+    }
+    render(document, json_output, _deploy_text)
+    return ExitStatus.OK
+
+
+def _deploy_text(doc: dict[str, Any]) -> None:
+    _steps_text(doc["steps"])
+    verb = "would change" if doc["check"] else "changed"
+    out.print(f"{doc['changed']} {verb}, {len(doc['steps']) - doc['changed']} ok")
+    if not doc["check"]:
+        for command in doc["next_commands"]:
+            out.print(f"next: {command}")
 
 
 @app.command("health")

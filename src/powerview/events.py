@@ -167,6 +167,7 @@ def _complete(decision: Decision) -> Decision:
 
 
 def enqueue(queue: JobQueue, decision: Decision, source: str, delay_s: float = 0.0) -> bool:
+    """Queue the decision's job; an event (not the periodic scan) ends a cut upload's wait."""
     if decision.kind is None:
         return False
     return queue.enqueue(
@@ -176,6 +177,7 @@ def enqueue(queue: JobQueue, decision: Decision, source: str, delay_s: float = 0
         delay_s=delay_s,
         source=source,
         requeue_done=decision.kind == "ingest",
+        ends_wait=source != "scan",
     )
 
 

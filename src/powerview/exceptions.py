@@ -17,7 +17,11 @@
     ├── GrafanaError             Grafana refused a provisioning request (4xx, a conflict)
     ├── PlaybookError            an Ansible playbook could not run or one of its tasks failed
     ├── StackError               the local InfluxDB could not be installed, started or stopped
-    └── SftpgoError              SFTPGo's REST API refused a request or could not be reached
+    ├── HostSetupError           `powerview deploy` could not set up a user, folder or file
+    ├── SftpgoError              SFTPGo's REST API refused a request or could not be reached
+    └── AccountError             a company's OpenSSH system account cannot be made or removed:
+                                 a system tool failed, or the system is unsafe for it (a
+                                 chroot path others can write to, a user that is not a company's)
 
 Which errors send a file to `error/`: only `FormatError`, `NameRuleError` and
 `UnsafeUploadError`, the fault of the file or of its client (an upload reached
@@ -97,5 +101,18 @@ class StackError(PowerViewError):
     """The local InfluxDB stack could not be installed, started or stopped."""
 
 
+class HostSetupError(PowerViewError):
+    """A deployment step failed: a `useradd` refused, a link where a folder belongs."""
+
+
 class SftpgoError(PowerViewError):
     """SFTPGo's REST API refused a request or could not be reached; the message says which."""
+
+
+class AccountError(PowerViewError):
+    """A company's OpenSSH account (user, chroot, bind mount, keys) cannot be made or removed.
+
+    Either a system tool (useradd, mount, ssh-keygen, ...) failed, its output in the
+    message, or PowerView refuses to act: a chroot path sshd would reject, an existing
+    user that is not a company's, a key that is not an OpenSSH public key.
+    """

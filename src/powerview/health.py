@@ -440,6 +440,8 @@ def check_process(
     age = max(0.0, now - float(beat["at"]))
     where = f"pid {beat['pid']} on {beat['host']}"
     data = {f"{name}_beat_age_s": round(age, 1)}
+    if (beat.get("info") or {}).get("finished"):
+        return _finished_run(settings, name, age, where, expected, data)
     if age <= max_age:
         info = beat.get("info") or {}
         extra = ""
@@ -457,6 +459,33 @@ def check_process(
         name,
         status,
         f"heartbeat stale: last beat {ago(age)} ago (limit {ago(max_age)}), {where}{gone}{hint}",
+        data=data,
+    )
+
+
+def _finished_run(
+    settings: Settings, name: str, age: float, where: str, expected: bool, data: dict[str, float]
+) -> CheckResult:
+    """A `worker --until-idle` run (cron) that ended cleanly: judged by how long ago.
+
+    Between two cron runs no process beats, and none should: the last run's
+    clean end is what there is to judge, against POWERVIEW_WORKER_RUN_MAX_AGE_S
+    (a few of the cron's periods). Older, the cron job no longer runs it.
+    """
+    limit = settings.worker_run_max_age_s
+    if age <= limit:
+        return CheckResult(
+            name,
+            Status.OK,
+            f"last run (--until-idle) finished cleanly {ago(age)} ago, {where}"
+            f" (limit {ago(limit)}, POWERVIEW_WORKER_RUN_MAX_AGE_S)",
+            data=data,
+        )
+    return CheckResult(
+        name,
+        Status.CRITICAL if expected else Status.WARNING,
+        f"last run (--until-idle) finished {ago(age)} ago, over {ago(limit)}"
+        f" (POWERVIEW_WORKER_RUN_MAX_AGE_S): is its cron job still there?",
         data=data,
     )
 

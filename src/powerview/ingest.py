@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from powerview import layout
+from powerview.client_notes import reason_note
 from powerview.exceptions import (
     FormatError,
+    IncompleteFileError,
     InfluxRequestError,
     InfrastructureError,
     NameRuleError,
@@ -132,6 +135,8 @@ class IngestOptions:
     # Files parsed ahead of the one being acknowledged (ingest_paths): each holds
     # its upload open and its report until its move.
     files_in_flight: int = 4
+    # A block file without END_DATA changed less than this ago waits (TSV_INCOMPLETE_GRACE_S).
+    incomplete_grace_s: float = 0.0
     # Records each acknowledged file in the ledger, with its read-back (ledger.py).
     ledger: Recorder | None = None
 
@@ -284,11 +289,37 @@ def _ingest_upload(
         finally:
             written = writer.file_done()
         return written
+    except IncompleteFileError as exc:
+        _incomplete(report, upload, exc, options)
     except (NameRuleError, FormatError, UnsafeUploadError) as exc:
         _reject(report, upload, str(exc), options)
     except (InfrastructureError, InfluxRequestError) as exc:
         _defer(report, exc)
     return None
+
+
+def _incomplete(
+    report: FileReport, upload: Upload, exc: IncompleteFileError, options: IngestOptions
+) -> None:
+    """A cut upload waits `incomplete_grace_s` after its last change for a resumption.
+
+    FileZilla and `sftp reput` append to the same name: the file left in place
+    is completed and ingested then; one unchanged for the whole grace period
+    goes to error/. The age is the open file's own (fstat), not a name's.
+    """
+    grace = options.incomplete_grace_s
+    changed = os.fstat(upload.fd).st_mtime
+    if time.time() - changed < grace:
+        until = iso_epoch(int(changed + grace) + 1)
+        report.status = "deferred"
+        report.deferred_by = "incomplete"
+        report.error = (
+            f"{exc}; left in place until {until} for the upload to be resumed"
+            f" (TSV_INCOMPLETE_GRACE_S={grace:g})"
+        )
+        return
+    waited = f" and unchanged for {grace:g} s (TSV_INCOMPLETE_GRACE_S)" if grace else ""
+    _reject(report, upload, f"{exc}{waited}", options)
 
 
 def _stream_into(
@@ -375,7 +406,7 @@ def _reject(report: FileReport, upload: Upload, reason: str, options: IngestOpti
     if options.dry_run:
         return
     try:
-        report.moved_to = display(upload.move_to("error"))
+        set_aside(report, upload)
     except UnsafeUploadError as exc:
         report.status = "skipped"
         report.error = f"{reason}; left where it is: {exc}"
@@ -383,6 +414,23 @@ def _reject(report: FileReport, upload: Upload, reason: str, options: IngestOpti
         report.status = "deferred"
         report.deferred_by = "filesystem"
         report.error = f"{reason}; and moving it to error/ failed: {exc}"
+
+
+def set_aside(report: FileReport, upload: Upload) -> None:
+    """Move the upload to `error/` and write its reason beside it for the client.
+
+    The reason file is a courtesy: a failure to write it is logged and noted
+    in the report, and never undoes the move.
+    """
+    moved = upload.move_to("error")
+    report.moved_to = display(moved)
+    try:
+        note = upload.write_note("error", moved, reason_note(report.file_name, report.error or ""))
+    except OSError as exc:
+        report.warnings.append(f"reason file not written beside it: {exc}")
+        log.error("%s: reason file not written: %s", report.moved_to, exc)
+    else:
+        report.reason_file = display(note)
 
 
 def ingest_paths(

@@ -186,7 +186,11 @@ class Ledger:
             with checked_dir(path.parent) as folder:
                 # SQLite would create it 0644 (its -wal and -shm copy that mode).
                 flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-                os.close(os.open(path.name, flags, 0o600, dir_fd=folder))
+                fd = os.open(path.name, flags, 0o600, dir_fd=folder)
+                try:
+                    _keep_for_folder_owner(fd, folder)
+                finally:
+                    os.close(fd)
             # A Recorder's read-back thread uses it too, under the Recorder's lock.
             self._db = sqlite3.connect(
                 path, timeout=timeout_s, isolation_level=None, check_same_thread=False
@@ -278,6 +282,17 @@ class Ledger:
         with _mapped("reading entries"):
             found = self._db.execute(query, list(statuses)).fetchall()
         return [LedgerRow.from_row(r) for r in found]
+
+
+def _keep_for_folder_owner(fd: int, folder: int) -> None:
+    """A ledger root's command (`powerview ledger`, `verify`) created is handed to the
+    state folder's owner, the service user, who must keep writing it. SQLite gives
+    its -wal and -shm files the database's owner when run as root."""
+    if os.geteuid() != 0:
+        return
+    owner, info = os.fstat(folder), os.fstat(fd)
+    if info.st_uid != owner.st_uid:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def _replace(row: LedgerRow, **changes: Any) -> LedgerRow:

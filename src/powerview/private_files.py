@@ -13,6 +13,12 @@ O_NOFOLLOW (a link or file planted in advance makes it fail, never followed),
 then renamed over the target relative to the same folder descriptor: a
 reader never sees half a secret, a crash leaves the old file whole, and a
 link planted at the target is replaced, not written through.
+
+Root writes for the folder's owner: `tenant create` runs as root (system
+accounts, mounts) but the token files it leaves in the worker's state folder
+must stay the worker's to read and replace, so a folder root creates under a
+folder of another user, and a file root writes into one, are handed to that
+folder's owner and group.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ def check_mode(path: Path, info: os.stat_result) -> None:
     if not stat.S_ISDIR(mode):
         raise UnsafeDirError(f"{path} is not a folder")
     shared = bool(mode & stat.S_ISGID) and info.st_gid in _our_groups()
-    if info.st_uid not in (os.geteuid(), 0) and not shared:
+    if info.st_uid not in (os.geteuid(), 0) and not shared and not _roots_for_owner(path, info):
         raise UnsafeDirError(f"{path} belongs to uid {info.st_uid}, not to us or root")
     if mode & stat.S_IWOTH:
         raise UnsafeDirError(f"{path} is world-writable: chmod o-w {path}")
@@ -46,6 +52,17 @@ def check_mode(path: Path, info: os.stat_result) -> None:
             f"{path} is group-writable without being a shared (setgid) folder: "
             f"chmod g-w {path}, or chmod g+s {path} to share it with its group"
         )
+
+
+def _roots_for_owner(path: Path, info: os.stat_result) -> bool:
+    """Root, in a folder whose owner also owns the folder above it (the service's own
+    folder in its state folder), writes for that owner rather than refusing."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        return os.lstat(path.parent).st_uid == info.st_uid
+    except OSError:
+        return False
 
 
 def _our_groups() -> set[int]:
@@ -72,7 +89,10 @@ def make_shared_dir(path: Path) -> None:
 @contextlib.contextmanager
 def checked_dir(path: Path) -> Iterator[int]:
     """A descriptor of the folder `path` (created 0700 if missing), checked safe."""
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if created and os.geteuid() == 0:
+        _give_to_parent_owner(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -83,6 +103,13 @@ def checked_dir(path: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _give_to_parent_owner(path: Path) -> None:
+    """Hand a folder root just created to the owner of the folder it sits in."""
+    parent = os.lstat(path.parent)
+    if parent.st_uid != 0:
+        os.chown(path, parent.st_uid, parent.st_gid, follow_symlinks=False)
 
 
 def check_state_dir(path: Path) -> Path:
@@ -98,6 +125,9 @@ def write_private(path: Path, text: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o600, dir_fd=folder)
         try:
+            if os.geteuid() == 0:
+                owner = os.fstat(folder)
+                os.fchown(fd, owner.st_uid, owner.st_gid)
             with os.fdopen(fd, "w") as out:
                 out.write(text)
                 out.flush()

@@ -247,12 +247,16 @@ class JobQueue:
         delay_s: float = 0.0,
         source: str = "cli",
         requeue_done: bool = True,
+        ends_wait: bool = True,
     ) -> bool:
         """Queue a job unless the same one already waits; True if something changed.
 
         A waiting job keeps one row (its start is pushed back to the later
         `delay_s`); a running one is marked to run again when it ends; a failed
         one is queued again, and so is a done one unless `requeue_done` is False.
+        A job put off until its file changes (`postpone(..., waiting=...)`, a
+        cut upload) is made ready after `delay_s` by an event about the file
+        (`ends_wait`; the periodic scan's are not: they say nothing changed).
         """
         now = time.time()
         key = job_key(kind, subject)
@@ -271,9 +275,10 @@ class JobQueue:
             state = row["state"]
             if state == "queued":
                 db.execute(
-                    "UPDATE jobs SET not_before = max(not_before, ?), payload = ?, company = ?"
-                    " WHERE key = ?",
-                    (now + delay_s, json.dumps(payload), company, key),
+                    "UPDATE jobs SET not_before = CASE WHEN ? AND"
+                    " json_extract(result, '$.waiting') IS NOT NULL THEN ?"
+                    " ELSE max(not_before, ?) END, payload = ?, company = ? WHERE key = ?",
+                    (ends_wait, now + delay_s, now + delay_s, json.dumps(payload), company, key),
                 )
                 return False
             if state == "running":
@@ -371,15 +376,35 @@ class JobQueue:
             )
         return state
 
-    def postpone(self, job: Job, delay_s: float) -> None:
-        """Put a job back without counting the attempt (its file is still arriving)."""
+    def postpone(self, job: Job, delay_s: float, waiting: str | None = None) -> None:
+        """Put a job back without counting the attempt (its file is still arriving).
+
+        `waiting` says why it waits for its file to change (a cut upload; also
+        shown as its last error): an
+        event about the file then ends the wait early (`enqueue`), and the job
+        does not count as a waiting one for `oldest_waiting_age_s`.
+        """
+        now = time.time()
         with self._transaction() as db:
             db.execute(
-                "UPDATE jobs SET state = 'queued', not_before = max(not_before, ?),"
+                # An event that came while it ran (rerun) ends such a wait at once.
+                "UPDATE jobs SET state = 'queued',"
+                " not_before = CASE WHEN :waiting IS NOT NULL AND rerun THEN :now"
+                " ELSE max(not_before, :ready) END,"
                 " attempts = max(0, attempts - 1), owner = NULL, lease_until = NULL,"
-                " rerun = 0 WHERE id = ? AND state = 'running'"
-                " AND owner IS ? AND started_at IS ?",  # this run's claim, not a later one
-                (time.time() + delay_s, job.id, job.owner, job.started_at),
+                " result = CASE WHEN :waiting IS NULL THEN json_remove(result, '$.waiting')"
+                " ELSE json_set(coalesce(result, '{}'), '$.waiting', :waiting) END,"
+                " last_error = coalesce(:waiting, last_error),"  # why, for `powerview queue`
+                " rerun = 0 WHERE id = :id AND state = 'running'"
+                " AND owner IS :owner AND started_at IS :started",  # this claim, not a later one
+                {
+                    "waiting": _storable(waiting[:2000]) if waiting else None,
+                    "now": now,
+                    "ready": now + delay_s,
+                    "id": job.id,
+                    "owner": job.owner,
+                    "started": job.started_at,
+                },
             )
 
     def recover(self, alive: set[str] | None = None) -> int:
@@ -455,6 +480,7 @@ class JobQueue:
     def oldest_waiting_age_s(self) -> float | None:
         row = self._db.execute(
             "SELECT min(enqueued_at) AS t FROM jobs WHERE state = 'queued'"
+            " AND json_extract(result, '$.waiting') IS NULL"  # a cut upload's grace: not stuck
         ).fetchone()
         return None if row["t"] is None else max(0.0, time.time() - row["t"])
 

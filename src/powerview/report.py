@@ -60,7 +60,9 @@ class FileReport:
     channels: list[ChannelReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
-    deferred_by: Literal["influxdb", "filesystem"] | None = None  # what to retry after
+    # What to retry after; "incomplete": a cut upload waiting for its resumption.
+    deferred_by: Literal["influxdb", "filesystem", "incomplete"] | None = None
+    reason_file: str | None = None  # error/<file>.reason.txt, the client's copy of `error`
     duration_s: float = 0.0
     sha256: str | None = None  # of the bytes parsed (ledger.Fingerprint)
     size: int | None = None

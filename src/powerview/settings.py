@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     sftpgo_hook_env_file: str | None = Field(
         None, validation_alias=_env("POWERVIEW_SFTPGO_HOOK_ENV_FILE")
     )
+    # -- OpenSSH accounts (provision/openssh.py): where sshd finds each company's chroot
+    # and keys (deploy/sshd_config.powerview names the same paths and group)
+    upload_group: str = Field("powerview-upload", validation_alias=_env("POWERVIEW_UPLOAD_GROUP"))
+    chroot_base: Path = Field(
+        Path("/srv/powerview/chroot"), validation_alias=_env("POWERVIEW_CHROOT_BASE")
+    )
+    authorized_keys_dir: Path = Field(
+        Path("/etc/ssh/authorized_keys"), validation_alias=_env("POWERVIEW_AUTHORIZED_KEYS_DIR")
+    )
+    fstab: Path = Field(Path("/etc/fstab"), validation_alias=_env("POWERVIEW_FSTAB"))
     tenancy: Literal["org", "team"] = Field("org", validation_alias=_env("POWERVIEW_TENANCY"))
     meta_bucket: str = Field("powerview_meta", validation_alias=_env("TSV_META_BUCKET"))
     report_dir: Path | None = Field(None, validation_alias=_env("TSV_REPORT_DIR"))
@@ -156,6 +166,10 @@ class Settings(BaseSettings):
         90.0, ge=0, validation_alias=_env("POWERVIEW_REPORT_RETENTION_DAYS")
     )
     settle_s: float = Field(1.0, ge=0, validation_alias=_env("POWERVIEW_SETTLE_S"))
+    # A block file without END_DATA is an upload cut short that FileZilla or
+    # `sftp reput` may resume under the same name: it waits this long after its
+    # last change before going to error/ (the original system's name and default).
+    incomplete_grace_s: float = Field(600.0, ge=0, validation_alias=_env("TSV_INCOMPLETE_GRACE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
     # -- limits on what one uploaded file may cost (issue 10), enforced while reading.
@@ -188,6 +202,11 @@ class Settings(BaseSettings):
     health_expect: str = Field("worker", validation_alias=_env("POWERVIEW_HEALTH_EXPECT"))
     heartbeat_max_age_s: float = Field(
         120.0, gt=0, validation_alias=_env("POWERVIEW_HEARTBEAT_MAX_AGE_S")
+    )
+    # A worker run from cron (`worker --until-idle`) beats only while it runs: one
+    # that finished cleanly is fine for this long, a few of the cron's periods.
+    worker_run_max_age_s: float = Field(
+        900.0, gt=0, validation_alias=_env("POWERVIEW_WORKER_RUN_MAX_AGE_S")
     )
     heartbeat_url: SecretStr | None = Field(None, validation_alias=_env("POWERVIEW_HEARTBEAT_URL"))
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias=_env("POWERVIEW_METRICS_PORT"))
@@ -352,6 +371,22 @@ class Settings(BaseSettings):
     def _absolute_hook(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must be an absolute path (SFTPGo runs command actions by path)")
+        return value
+
+    @field_validator("upload_group")
+    @classmethod
+    def _group_name(cls, value: str) -> str:
+        if re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) is None:
+            raise ValueError(
+                f"{value!r} is not a group name (lower-case letters, digits, '_', '-')"
+            )
+        return value
+
+    @field_validator("chroot_base", "authorized_keys_dir", "fstab")
+    @classmethod
+    def _absolute_path(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (sshd and mount read it as written)")
         return value
 
     @field_validator("log_level")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import json
 import os
+import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -24,7 +27,18 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from powerview import host
+from powerview.deploy import (
+    ENV_FILE,
+    INFLUXD_BINARY,
+    INFLUXD_DATA,
+    UNIT_DIR,
+    Target,
+    ensure_env_file,
+    shipped_file,
+)
 from powerview.exceptions import StackError
+from powerview.host import Step
 from powerview.private_files import write_private
 from powerview.processes import pid_alive
 
@@ -412,3 +426,159 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     lines = ["# Written by `powerview stack up`: the local InfluxDB's admin settings."]
     lines += [f"{key}={value}" for key, value in values.items()]
     write_private(path, "\n".join(lines) + "\n")
+
+
+# -- the production InfluxDB (`powerview stack install --system`) -------------
+
+SYSTEM_UNIT = "powerview-influxd.service"
+
+
+@dataclass(frozen=True)
+class SystemInstall:
+    """What `stack install --system` found or did."""
+
+    steps: list[Step]
+    url: str
+    unit: Path
+    env_file: Path
+    started: str  # "systemd", "already running" or "for onboarding only"
+    onboarded: bool
+    next_commands: list[str]
+
+
+def unit_entries(text: str) -> dict[str, list[str]]:
+    """`Key=value` lines of a systemd unit, every value of a repeated key in order."""
+    entries: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            entries.setdefault(key.strip(), []).append(value.strip())
+    return entries
+
+
+def system_install(
+    target: Target, port: int, org: str, bucket: str, source: Path | None = None
+) -> SystemInstall:
+    """Install influxd as a service of its own user, start it, onboard it once.
+
+    The admin token goes into the deployment's env file (root:powerview 0640);
+    a second run finds the server onboarded and the token there, and keeps both.
+    Without systemd (a container, the deployment test) the server is started
+    from the unit's own ExecStart, User and Environment for the onboarding only,
+    then stopped: systemd starts it for good.
+    """
+    if not host.user_exists(target.service_user):
+        raise StackError(
+            f"no user {target.service_user}: run `powerview deploy` first (it creates the "
+            "user, whose group may read the env file)"
+        )
+    built = install_influxd(source)
+    binary = target.at(INFLUXD_BINARY)
+    unit_path = target.at(UNIT_DIR) / SYSTEM_UNIT
+    unit_text = target.relocate(shipped_file(SYSTEM_UNIT)).replace(f"{HOST}:8086", f"{HOST}:{port}")
+    steps = [
+        _ensure_binary(binary, built),
+        host.ensure_system_user(target.influxdb_user, target.at(INFLUXD_DATA), check=False),
+        host.ensure_dir(
+            target.at(INFLUXD_DATA), 0o700, target.influxdb_user, target.influxdb_user, check=False
+        ),
+        host.ensure_file(unit_path, unit_text, 0o644, check=False),
+    ]
+    url = f"http://{HOST}:{port}"
+    server = InfluxServer(binary, target.at(INFLUXD_DATA), port)
+    temporary: subprocess.Popen[bytes] | None = None
+    if server.healthy():
+        started = "already running"
+    elif target.root == Path("/") and host.systemd_runs():
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+        subprocess.run(["systemctl", "enable", "--now", SYSTEM_UNIT], check=True)
+        _wait_healthy(server, None)
+        started = "systemd"
+    else:
+        temporary = start_from_unit(unit_text, server.log_file)
+        _wait_healthy(server, temporary)
+        started = "for onboarding only"
+    try:
+        onboarded, env_step = _onboard_system(server, target, org, bucket)
+    finally:
+        if temporary is not None:
+            server._terminate(temporary.pid, timeout_s=30)
+    steps.append(env_step)
+    commands = [] if started == "systemd" else [f"systemctl enable --now {SYSTEM_UNIT}"]
+    return SystemInstall(steps, url, unit_path, target.at(ENV_FILE), started, onboarded, commands)
+
+
+def _ensure_binary(path: Path, built: Path) -> Step:
+    same = path.is_file() and filecmp.cmp(path, built, shallow=False)
+    if not same:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.copyfile(built, tmp)
+        os.chmod(tmp, 0o755)  # noqa: S103 (a program every user may run)
+        os.replace(tmp, path)
+    return Step(str(path), "ok" if same else "changed", f"influxd {INFLUXD_VERSION}")
+
+
+def start_from_unit(unit_text: str, log_file: Path) -> subprocess.Popen[bytes]:
+    """Run a unit's ExecStart as its User and Group with its Environment, as systemd would."""
+    entries = unit_entries(unit_text)
+    [exec_start] = entries["ExecStart"]
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for assignment in entries.get("Environment", []):
+        for pair in shlex.split(assignment):
+            key, _, value = pair.partition("=")
+            env[key] = value
+    user = entries["User"][0]
+    with log_file.open("ab") as log:
+        os.chown(log_file, pwd.getpwnam(user).pw_uid, -1)
+        return subprocess.Popen(
+            shlex.split(exec_start),
+            user=user,
+            group=entries.get("Group", [user])[0],
+            extra_groups=[],
+            env=env,
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_healthy(
+    server: InfluxServer, process: subprocess.Popen[bytes] | None, timeout_s: float = 60.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not server.healthy():
+        if process is not None and process.poll() is not None:
+            raise StackError(
+                f"influxd exited with status {process.returncode} at start\n{server.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            raise StackError(f"influxd at {server.url} not healthy after {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def _onboard_system(
+    server: InfluxServer, target: Target, org: str, bucket: str
+) -> tuple[bool, Step]:
+    """Onboard a fresh server (token into the env file), or keep the token of an onboarded one."""
+    if server.onboarding_allowed():
+        setup = server.onboard(org, bucket)
+        values = {
+            "INFLUXDB_URL": setup.url,
+            "INFLUXDB_ORG": setup.org,
+            "INFLUXDB_ADMIN_TOKEN": setup.token,
+            "POWERVIEW_INFLUXDB_ADMIN_USER": setup.username,
+            "POWERVIEW_INFLUXDB_ADMIN_PASSWORD": setup.password,
+        }
+        return True, ensure_env_file(target, values, replace=True, check=False)
+    token = host.env_values(target.at(ENV_FILE)).get("INFLUXDB_ADMIN_TOKEN", "")
+    if not token:
+        raise StackError(
+            f"{server.url} is onboarded already but {target.at(ENV_FILE)} has no "
+            "INFLUXDB_ADMIN_TOKEN: paste the admin token there (a lost token cannot be "
+            f"recovered; or stop the server, remove {target.at(INFLUXD_DATA)} and run again)"
+        )
+    values = {"INFLUXDB_URL": server.url, "INFLUXDB_ORG": org}
+    return False, ensure_env_file(target, values, replace=False, check=False)

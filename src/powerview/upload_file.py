@@ -14,13 +14,23 @@ link and refuses, or works on what was already opened.
 
 Names are bytes here: a name that is not UTF-8 is carried losslessly (as
 `os.fsdecode` does) and shown escaped (`display`).
+
+Clients see what happened to their uploads: `parsed/` and `error/` are
+PowerView's (owner: the worker's user), in the device folder's group (the
+company's system user under OpenSSH, SFTPGo's own user), mode 0750: the
+client lists and reads them, never writes in them. Beside each rejected file
+a `<name>.reason.txt` says why (`write_note`), created like a private file
+(`O_EXCL | O_NOFOLLOW` under a random name through the folder's descriptor,
+then renamed), so no name planted in advance redirects it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import secrets
 import stat
 import unicodedata
 from dataclasses import dataclass, field
@@ -38,6 +48,12 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _KINDS = ("company", "campaign", "device")
 _NAME_MAX = 255
+# parsed/ and error/: ours to write, the device folder's group (the client) lists and reads.
+OUTCOME_DIR_MODE = 0o750
+NOTE_MODE = 0o640  # a reason file: the client reads it
+NOTE_SUFFIX = b".reason.txt"
+
+log = logging.getLogger(__name__)
 
 
 def display(name: str | bytes | os.PathLike[str]) -> str:
@@ -145,12 +161,68 @@ class Upload:
         if outcome in self._outcome_fds:
             return self._outcome_fds[outcome]
         with contextlib.suppress(FileExistsError):
-            os.mkdir(outcome, 0o755, dir_fd=self.dir_fd)
+            os.mkdir(outcome, OUTCOME_DIR_MODE, dir_fd=self.dir_fd)
         fd = self._open_dir(outcome)
         if fd is None:
             raise UnsafeUploadError(f"{outcome}/ in the device folder vanished as it was made")
         self._outcome_fds[outcome] = fd
+        self._share_with_client(outcome, fd)
         return fd
+
+    def _share_with_client(self, outcome: str, fd: int) -> None:
+        """Make the checked folder `fd` ours, of the device folder's group, mode 0750.
+
+        Through the descriptor only, so nothing is followed. The group is the
+        client's (the device folder's, made by its upload user): it can list
+        and read, not write. A folder the client made itself before PowerView
+        did is taken over the same way. Changing the group to one we are not in
+        needs CAP_CHOWN (deploy/powerview-worker.service); without it the folder
+        keeps our group and only the client's read access is lost, never
+        PowerView's guard, so that is logged, not raised.
+        """
+        info = os.fstat(fd)
+        owner, group = os.geteuid(), self.dir_info.st_gid
+        if (info.st_uid, info.st_gid) != (owner, group):
+            try:
+                os.fchown(fd, owner, group)
+            except PermissionError:
+                log.warning(
+                    "%s/ of %s: cannot give it the device folder's group %d (CAP_CHOWN?):"
+                    " the client cannot read it",
+                    outcome,
+                    display(self.folder),
+                    group,
+                )
+            info = os.fstat(fd)
+        if stat.S_IMODE(info.st_mode) != OUTCOME_DIR_MODE and info.st_uid == owner:
+            os.fchmod(fd, OUTCOME_DIR_MODE)
+
+    def write_note(self, outcome: OutcomeFolder, moved: Path, text: str) -> Path:
+        """Write `text` as `<moved name>.reason.txt` beside the moved file; its path.
+
+        Created under a random name with O_EXCL | O_NOFOLLOW in the outcome
+        folder's descriptor, then renamed over the final name: a link or file
+        planted under either name is replaced, never written through. Readable
+        by the device folder's group (the client), like the folder.
+        """
+        folder_fd = self.outcome_dir(outcome)
+        name = os.fsencode(moved.name)
+        name = name[: _NAME_MAX - len(NOTE_SUFFIX)] + NOTE_SUFFIX
+        tmp = b".%s.%s.tmp" % (name[:200], secrets.token_hex(8).encode())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        out = os.fdopen(os.open(tmp, flags, NOTE_MODE, dir_fd=folder_fd), "w", encoding="utf-8")
+        try:
+            with out:
+                with contextlib.suppress(PermissionError):  # no CAP_CHOWN: _share_with_client
+                    os.fchown(out.fileno(), -1, self.dir_info.st_gid)
+                os.fchmod(out.fileno(), NOTE_MODE)
+                out.write(text)
+            os.rename(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder_fd)
+            raise
+        return self._outcome_path(outcome, name)
 
     def check_outcome_dir(self, outcome: OutcomeFolder) -> None:
         """Refuse now (UnsafeUploadError) an existing `outcome/` that `move_to` would refuse."""
@@ -308,17 +380,100 @@ def open_upload(data_root: Path, path: Path | str | bytes) -> Upload:
             f" under {data_root}"
         )
     *folders, file_name = parts
+    fd = _open_device_folder(data_root, folders)
+    try:
+        folder = data_root.joinpath(*(os.fsdecode(n) for n in folders))
+        return _open_file(fd, folder, tuple(folders), file_name)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_device_folder(data_root: Path, folders: list[bytes]) -> int:
+    """The descriptor of `<company>/<campaign>/<device>`, walked without following links."""
     fd = os.open(data_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for kind, name in zip(_KINDS, folders, strict=True):
             below = _step(fd, kind, name)
             os.close(fd)
             fd = below
-        folder = data_root.joinpath(*(os.fsdecode(n) for n in folders))
-        return _open_file(fd, folder, tuple(folders), file_name)
     except BaseException:
         os.close(fd)
         raise
+    return fd
+
+
+@dataclass(frozen=True)
+class Moved:
+    """Where an upload that is gone from its place was found (`find_moved`)."""
+
+    outcome: OutcomeFolder
+    path: Path
+    names: tuple[str, str, str]  # company, campaign, device as printable text
+    note: Path | None  # its reason file, when one is there
+
+
+def find_moved(data_root: Path, path: Path | str | bytes, since: float) -> Moved | None:
+    """The file `path` became in its `parsed/` or `error/`, if moved there after `since`.
+
+    For a job taken back after a crash: the run that crashed may have moved
+    the file already. A candidate carries the upload's name (or the numbered
+    name `move_to` gives when it is taken) and was linked there at or after
+    `since` (a link sets the file's ctime), so an earlier upload of the same
+    name, moved before this job was queued, is never taken for it. Folders
+    are walked and checked as for the upload itself; nothing is followed.
+    """
+    parts = split_below(path, data_root)
+    if len(parts) != 4 or any(p in (b"", b".", b"..") for p in parts):
+        return None
+    *folders, file_name = parts
+    stem, suffix = os.path.splitext(file_name)
+    dir_fd = _open_device_folder(data_root, folders)
+    try:
+        dir_info = os.fstat(dir_fd)
+        best: tuple[float, OutcomeFolder, bytes, bool] | None = None
+        for outcome in OUTCOME_DIRS:
+            for ctime, name, noted in _moved_candidates(dir_fd, dir_info, outcome, stem, suffix):
+                if ctime >= since and (best is None or ctime > best[0]):
+                    best = (ctime, outcome, name, noted)
+    finally:
+        os.close(dir_fd)
+    if best is None:
+        return None
+    _, outcome, name, noted = best
+    folder = data_root.joinpath(*(os.fsdecode(n) for n in folders)) / outcome
+    names = (display(folders[0]), display(folders[1]), display(folders[2]))
+    note = folder / os.fsdecode(name + NOTE_SUFFIX) if noted else None
+    return Moved(outcome, folder / os.fsdecode(name), names, note)
+
+
+def _moved_candidates(
+    dir_fd: int, dir_info: os.stat_result, outcome: str, stem: bytes, suffix: bytes
+) -> list[tuple[float, bytes, bool]]:
+    """(ctime, name, has a reason file) of the plain files of `outcome/` named like the upload."""
+    try:
+        fd = os.open(outcome, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return []  # none, or a link: not PowerView's folder
+    try:
+        info = os.fstat(fd)
+        if info.st_dev != dir_info.st_dev or info.st_uid not in {os.geteuid(), dir_info.st_uid}:
+            return []
+        with os.scandir(fd) as entries:
+            names = {os.fsencode(e.name): e for e in entries}
+        found = []
+        for name, entry in names.items():
+            numbered = name.startswith(stem + b".") and name.endswith(suffix)
+            middle = name[len(stem) + 1 : len(name) - len(suffix)] if numbered else b""
+            if name != stem + suffix and not middle.isdigit():
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            ctime = entry.stat(follow_symlinks=False).st_ctime
+            found.append((ctime, name, name + NOTE_SUFFIX in names))
+        return found
+    finally:
+        os.close(fd)
 
 
 def _open_file(dir_fd: int, folder: Path, names: tuple[bytes, ...], file_name: bytes) -> Upload:

@@ -45,6 +45,7 @@ from powerview.retention import HOUSEKEEPING_INTERVAL_S, Retention, housekeep
 
 if TYPE_CHECKING:
     from powerview.metrics import WorkerMetrics
+    from powerview.upload_file import Moved
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def run_job(kind: str, payload: dict[str, Any], settle_s: float) -> dict[str, An
     """Run one job in a pool process; returns {"outcome": done|retry|failed, ...}."""
     if kind == "ingest":
         # A transfer SFTPGo reported complete needs no settle time (still-open check only).
-        return _ingest_job(Path(payload["path"]), 0.0 if payload.get("complete") else settle_s)
+        settle = 0.0 if payload.get("complete") else settle_s
+        return _ingest_job(Path(payload["path"]), settle, payload)
     if kind == "provision":
         from powerview.provision import provision_campaign
 
@@ -85,14 +87,14 @@ def run_job(kind: str, payload: dict[str, Any], settle_s: float) -> dict[str, An
     return {"outcome": "failed", "error": f"unknown job kind {kind!r}"}
 
 
-def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
+def _ingest_job(path: Path, settle_s: float, payload: dict[str, Any]) -> dict[str, Any]:
     from powerview.influx import open_target
     from powerview.ingest import IngestOptions, ingest_file, parse_options, write_run
     from powerview.ledger import open_recorder
     from powerview.report import RunReport
 
     if not os.path.lexists(path):
-        return {"outcome": "done", "status": "gone"}  # handled already, or removed
+        return _gone(path, payload)
     busy = events.still_being_written(path, settle_s)
     if busy:
         # A file that is only too recent is looked at again when its settle
@@ -116,9 +118,13 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
                 parse=parse_options(settings),
                 lines_per_write=settings.write_batch_size,
                 reserved=settings.reserved_company_names,
+                incomplete_grace_s=settings.incomplete_grace_s,
                 ledger=ledger,
             )
             report = ingest_file(path, target, options)
+        if report.deferred_by == "incomplete":
+            # Not an outcome yet: no report until it is ingested or set aside.
+            return _wait_for_resumption(path, settings.incomplete_grace_s, report.error)
         run = RunReport(base_folder=str(options.data_root), files=[report])
         write_run(run, target, settings, options.data_root)
     finally:
@@ -136,6 +142,89 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     if report.status == "deferred":
         return {"outcome": "retry", **result}
     return {"outcome": "done", **result}
+
+
+def _wait_for_resumption(path: Path, grace_s: float, why: str | None) -> dict[str, Any]:
+    """Look at a cut upload again when its grace period ends (an event about it, sooner)."""
+    try:
+        changed = path.lstat().st_mtime
+    except FileNotFoundError:
+        changed = time.time()
+    delay = max(0.05, changed + grace_s - time.time())
+    reason = why or "incomplete upload"
+    return {"outcome": "postpone", "delay_s": delay, "waiting": reason, "error": reason}
+
+
+def _gone(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """A job whose file is no longer where it was uploaded.
+
+    Usually handled already (a duplicate event) or deleted by its client. But
+    a job taken back after a crash (a later attempt) may find its file moved
+    by the run that crashed, after the data was written and before the report:
+    that file gets its report now, from what is known.
+    """
+    enqueued_at = payload.get("enqueued_at")
+    if int(payload.get("attempt") or 1) < 2 or enqueued_at is None:
+        return {"outcome": "done", "status": "gone"}
+    from powerview.exceptions import NameRuleError, UnsafeUploadError
+    from powerview.upload_file import find_moved
+
+    settings = config.load()
+    data_root = settings.data_root.resolve()
+    try:
+        moved = find_moved(data_root, path, since=float(enqueued_at))
+    except (NameRuleError, UnsafeUploadError, OSError) as exc:
+        log.warning("%s gone; not looked for after the crash: %s", path, exc)
+        moved = None
+    if moved is None:
+        return {"outcome": "done", "status": "gone"}
+    return _report_recovered(path, moved, settings, data_root)
+
+
+def _report_recovered(
+    path: Path, moved: Moved, settings: config.Settings, data_root: Path
+) -> dict[str, Any]:
+    """The report of a file a crashed run had already moved (`find_moved`)."""
+    from powerview.influx import open_target
+    from powerview.ingest import write_run
+    from powerview.report import FileReport, RunReport
+    from powerview.upload_file import display
+
+    success = moved.outcome == "parsed"
+    report = FileReport(
+        path=display(path),
+        file_name=display(path.name),
+        status="success" if success else "error",
+        moved_to=display(moved.path),
+        reason_file=display(moved.note) if moved.note else None,
+    )
+    report.company, report.campaign, report.device_sn = moved.names
+    report.warnings.append(
+        f"recovered after a worker crash: the run that crashed had already moved it to"
+        f" {moved.outcome}/; its counts were not recorded"
+    )
+    if not success:
+        report.error = (
+            f"set aside in error/ before a worker crash; the reason is in {report.reason_file}"
+            if report.reason_file
+            else "set aside in error/ before a worker crash; its reason was not recorded"
+        )
+    target = open_target(settings)
+    try:
+        write_run(
+            RunReport(base_folder=str(data_root), files=[report]), target, settings, data_root
+        )
+    finally:
+        target.close()
+    log.warning("%s: %s", report.path, report.warnings[-1])
+    return {
+        "outcome": "done",
+        "status": report.status,
+        "recovered": True,
+        "company": report.company,
+        "moved_to": report.moved_to,
+        "error": report.error,
+    }
 
 
 def exit_with_worker(worker_pid: int) -> None:
@@ -205,7 +294,7 @@ def reject_crashed(payload: dict[str, Any], reason: str) -> dict[str, Any]:
     from powerview import layout
     from powerview.exceptions import NameRuleError, UnsafeUploadError
     from powerview.influx import open_target
-    from powerview.ingest import write_run
+    from powerview.ingest import set_aside, write_run
     from powerview.report import FileReport, RunReport
     from powerview.upload_file import display, open_upload
 
@@ -222,7 +311,7 @@ def reject_crashed(payload: dict[str, Any], reason: str) -> dict[str, Any]:
     try:
         with open_upload(data_root, path) as upload:
             report.company, report.campaign, report.device_sn = upload.folder_names()
-            report.moved_to = display(upload.move_to("error"))
+            set_aside(report, upload)
     except FileNotFoundError:
         return {"outcome": "done", "status": "gone"}
     except (NameRuleError, UnsafeUploadError) as exc:
@@ -294,6 +383,7 @@ class Worker:
         next_scan = 0.0
         next_beat = 0.0
         next_housekeeping = 0.0
+        idle = False
         try:
             self.queue.recover(alive={self.owner})
             while not self._stop.is_set():
@@ -311,6 +401,7 @@ class Worker:
                 spool.drain(self.queue)
                 self._fill()
                 if until_idle and not self._running and not self._has_ready_or_soon():
+                    idle = True
                     break
                 self._collect(timeout=self.options.poll_s)
                 if self._broken:
@@ -320,6 +411,8 @@ class Worker:
             if self._broken:
                 self._replace_pool(again=False)
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if idle:
+            self._beat(finished=True)
         return self.completed
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
@@ -335,18 +428,21 @@ class Worker:
             initargs=(os.getpid(), self.options.memory_limit_mb, self._started),
         )
 
-    def _beat(self) -> None:
+    def _beat(self, finished: bool = False) -> None:
+        """The heartbeat `powerview health` reads; `finished`: an `--until-idle` run
+        (cron) ended cleanly, to be judged by POWERVIEW_WORKER_RUN_MAX_AGE_S, not as
+        a daemon that died."""
         self.queue.renew(self.owner, self.options.lease_s)
         self.queue.recover(alive={self.owner})
-        self.queue.beat(
-            HEARTBEAT_NAME,
-            {
-                "owner": self.owner,
-                "running": len(self._running),
-                "completed": self.completed,
-                "pools_replaced": self.pools_replaced,  # each one a dead pool process
-            },
-        )
+        info: dict[str, Any] = {
+            "owner": self.owner,
+            "running": len(self._running),
+            "completed": self.completed,
+            "pools_replaced": self.pools_replaced,  # each one a dead pool process
+        }
+        if finished:
+            info["finished"] = "idle"
+        self.queue.beat(HEARTBEAT_NAME, info)
 
     def _scan(self) -> None:
         def add(decision: events.Decision) -> None:
@@ -372,7 +468,9 @@ class Worker:
             if job is None:
                 return
             log.info("job %d %s %s (attempt %d)", job.id, job.kind, job.key, job.attempts)
-            self._submit(job, run_reported, job.id, job.kind, job.payload, self.options.settle_s)
+            # What a job taken back after a crash needs to find its file (`_gone`).
+            payload = {**job.payload, "enqueued_at": job.enqueued_at, "attempt": job.attempts}
+            self._submit(job, run_reported, job.id, job.kind, payload, self.options.settle_s)
 
     def _submit(self, job: Job, function: Any, *args: Any) -> None:
         assert self._pool is not None
@@ -492,7 +590,10 @@ class Worker:
             return
         error = str(result.get("error") or "unknown error")
         if outcome == "postpone":  # not a failure: the attempt does not count
-            self.queue.postpone(job, float(result.get("delay_s") or self.options.settle_s))
+            delay = float(result.get("delay_s") or self.options.settle_s)
+            self.queue.postpone(job, delay, waiting=result.get("waiting"))
+            if result.get("waiting"):
+                log.info("job %d waits %.0f s: %s", job.id, delay, error)
             return
         crashes = (job.result or {}).get("crashes")
         if crashes:  # carried over, so that deaths add up across other failures

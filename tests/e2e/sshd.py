@@ -198,6 +198,11 @@ class SftpServer:
     # deploy fragment does). Empty by default: the attack tests need links allowed,
     # since PowerView must be safe without that restriction.
     sftp_denied: str = ""
+    # A deployment's own Match block (deploy/sshd_config.powerview with its paths
+    # pointed at a test folder) instead of the harness's, and the group allowed to
+    # log in instead of the harness's user prefix: for accounts `tenant create` makes.
+    fragment: str | None = None
+    allow_groups: str = ""
 
     @property
     def etc(self) -> Path:
@@ -273,7 +278,11 @@ class SftpServer:
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
             "PermitRootLogin no",
-            f"AllowUsers {self.user_prefix}*",
+            (
+                f"AllowGroups {self.allow_groups}"
+                if self.allow_groups
+                else f"AllowUsers {self.user_prefix}*"
+            ),
             "StrictModes yes",
             # 50 clients connecting at once: the default 10:30:100 drops some.
             "MaxStartups 256",
@@ -288,6 +297,8 @@ class SftpServer:
         ]
         if openssh_version() >= (9, 8):
             lines.append("PerSourcePenalties no")  # many loopback clients, some killed on purpose
+        if self.fragment is not None:
+            return "\n".join(lines) + "\n" + self.fragment + "\n"
         # One Match block serves every company of this server: %u in the chroot
         # and in internal-sftp's start folder, so companies can be added while it runs.
         lines += [

@@ -28,6 +28,7 @@ from tests.integration.helpers_ingest import (
     new_company,
     outcome_path,
     tree_files,
+    without_reasons,
 )
 
 ROWS = 2000
@@ -177,7 +178,7 @@ def test_runs_killed_at_random_moments_then_rerun_lose_and_double_nothing(
         outcome_path(relative, "parsed" if relative in tree.good else "error"): data
         for relative, data in tree.contents.items()
     }
-    assert tree_files(root) == expected, f"seed {seed}"
+    assert without_reasons(tree_files(root), every_one=False) == expected, f"seed {seed}"
 
     # Every point once: rows x channels summed over the good files of each company.
     with influxdb.client() as client:

@@ -246,7 +246,7 @@ time.sleep(600)
 
 
 @pytest.mark.influxdb
-def test_an_upload_killed_midway_is_not_ingested_and_its_complete_reupload_is(
+def test_an_upload_killed_midway_waits_its_grace_then_error_and_its_complete_reupload_is_ingested(
     sftp_server: SftpServer,
     company: Company,
     connect: Callable[..., Any],
@@ -254,7 +254,8 @@ def test_an_upload_killed_midway_is_not_ingested_and_its_complete_reupload_is(
     influx: Any,
     tmp_path: Path,
 ) -> None:
-    pv = powerview()
+    # Long enough for the worker to see the cut file before its grace ends, on a busy machine.
+    pv = powerview(extra_env={"TSV_INCOMPLETE_GRACE_S": "10"})
     client = connect(company)
     client.mkdir(f"{company.home}/site")
     client.mkdir(f"{company.home}/site/02009999")
@@ -301,15 +302,29 @@ def test_an_upload_killed_midway_is_not_ingested_and_its_complete_reupload_is(
         uploader.send_signal(signal.SIGKILL)
         uploader.wait(timeout=10)
 
+    # Closed by sshd when its client died: it waits in place for a resumption ...
+    wait_for(
+        "the cut file to wait for its resumption",
+        lambda: [j for j in ingest_jobs(pv) if (j.result or {}).get("waiting")],
+        describe=pv.logs,
+    )
+    assert places(device_dir, "cut.tsv") == ["waiting"]
+    assert pv.reports() == []
+    # ... and, never resumed, goes to error/ once unchanged for the grace period.
     wait_for(
         "the cut file in error/",
         lambda: places(device_dir, "cut.tsv") == ["error/cut.tsv"],
+        timeout_s=60,
         describe=pv.logs,
     )
     [entry] = wait_for("the report on the cut file", lambda: pv.reports(), describe=pv.logs)
     assert entry["status"] == "error"
     assert "incomplete" in entry["error"]
+    assert "unchanged for 10 s (TSV_INCOMPLETE_GRACE_S)" in entry["error"]
     assert entry["moved_to"] == str(device_dir / "error" / "cut.tsv")
+    assert entry["reason_file"] == str(device_dir / "error" / "cut.tsv.reason.txt")
+    with client.sftp.open(f"{company.home}/site/02009999/error/cut.tsv.reason.txt") as remote:
+        assert "Upload the whole file again" in remote.read().decode()  # the client reads it
     wait_for("the queue to be idle", idle(pv), describe=pv.logs)
     assert count_points(influx, company.name, campaign="site") == 0
 

@@ -258,6 +258,19 @@ def tree_files(root: Path) -> dict[str, bytes]:
     }
 
 
+def without_reasons(files: dict[str, bytes], every_one: bool = True) -> dict[str, bytes]:
+    """`files` (of `tree_files`) without the reason files beside rejected ones.
+
+    Each reason file must sit beside a rejected file; with `every_one`, each
+    rejected file must have one (a run killed between the two may leave none).
+    """
+    reasons = {p for p in files if p.endswith(".reason.txt")}
+    rejected = {p for p in files if "/error/" in p and p not in reasons}
+    expected = {f"{p}.reason.txt" for p in rejected}
+    assert reasons == expected if every_one else reasons <= expected, sorted(reasons ^ expected)
+    return {p: c for p, c in files.items() if p not in reasons}
+
+
 def outcome_path(relative: str, outcome: str) -> str:
     """`co/camp/sn/x.tsv` → `co/camp/sn/<outcome>/x.tsv`."""
     folder, _, name = relative.rpartition("/")

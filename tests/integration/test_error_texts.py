@@ -10,6 +10,7 @@ every `last_error` and everything the worker logged must read as plain text.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import signal
 import socket
@@ -25,6 +26,7 @@ from tests.integration.helpers_events import (
     influx_env,
     make_site,
     new_company,
+    run,
     wait_for,
 )
 
@@ -88,3 +90,19 @@ def test_the_queue_and_the_log_say_what_failed_in_plain_words(
     logged = log.read_text()
     assert logged.strip(), "the worker logged nothing about the failures"
     assert OBJECT_REPR.search(logged) is None, logged[-3000:]
+    # The JSON report of the deferred upload: its reason and the meta bucket's failure.
+    reports = [json.loads(p.read_text()) for p in sorted(site.reports.glob("tsv_run_*.json"))]
+    assert reports, "no run report for the deferred upload"
+    for report in reports:
+        [entry] = report["files"]
+        assert entry["status"] == "deferred"
+        assert "unreachable" in entry["error"], entry
+        assert "unreachable" in report["meta_error"], report
+        for text in (entry["error"], report["meta_error"]):
+            assert OBJECT_REPR.search(text) is None, text
+    # And `powerview health`, which a person or an alert reads.
+    done, _ = run(["health", "--json"], env, site.home)
+    checked = json.loads(done.stdout)
+    influx = next(c for c in checked["checks"] if c["name"] == "influxdb")
+    assert influx["status"] == "critical", influx
+    assert OBJECT_REPR.search(done.stdout) is None, done.stdout

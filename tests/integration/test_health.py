@@ -254,6 +254,37 @@ def test_a_killed_worker_goes_stale_and_is_critical(
     assert powerview(capsys, "health", "--json").check("watcher")["status"] == "critical"
 
 
+def test_a_cron_worker_run_that_finished_is_judged_by_its_period_not_as_a_dead_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's cron variant: `worker --until-idle`, POWERVIEW_HEALTH_EXPECT empty."""
+    site = ev.make_site(tmp_path / "site")
+    env = site.base_env(POWERVIEW_METRICS_PORT="0", POWERVIEW_SCAN_INTERVAL_S="0")
+    done, _ = ev.run(["worker", "--until-idle"], env, site.home)
+    assert done.returncode == 0, done.stderr
+    settings = {
+        "POWERVIEW_DATA_ROOT": str(site.data),
+        "POWERVIEW_STATE_DIR": str(site.state),
+        "POWERVIEW_HEALTH_EXPECT": "",
+        # Past the daemon's limit already: a finished run is not judged by it.
+        "POWERVIEW_HEARTBEAT_MAX_AGE_S": "1",
+    }
+    time.sleep(1.1)
+    set_env(monkeypatch, tmp_path, **settings)
+    between_runs = powerview(capsys, "health", "--json").check("worker")
+    assert between_runs["status"] == "ok", between_runs
+    assert between_runs["message"].startswith("last run (--until-idle) finished cleanly ")
+    assert "stale" not in between_runs["message"]
+
+    # The cron job stopped: its last run grows older than POWERVIEW_WORKER_RUN_MAX_AGE_S.
+    monkeypatch.setenv("POWERVIEW_WORKER_RUN_MAX_AGE_S", "1")
+    stopped = powerview(capsys, "health", "--json").check("worker")
+    assert stopped["status"] == "warning", stopped
+    assert "is its cron job still there?" in stopped["message"]
+    monkeypatch.setenv("POWERVIEW_HEALTH_EXPECT", "worker")
+    assert powerview(capsys, "health", "--json").check("worker")["status"] == "critical"
+
+
 def test_a_worker_that_never_ran_is_critical_only_where_expected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

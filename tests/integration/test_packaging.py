@@ -34,6 +34,7 @@ PACKAGE_DATA = (
     "powerview/grafana_automation/callback_plugins/powerview_json.py",
     "powerview/grafana_automation/dashboards/admin.json",
     "powerview/install-influxd",  # `powerview stack install` builds influxd with it
+    "powerview/campaign_report/templates/report.html.j2",  # the report's HTML and PDF
 )
 
 

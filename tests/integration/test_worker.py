@@ -8,14 +8,17 @@ environment. Each test has its own company (bucket), deleted afterwards.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import socket
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from influxdb_client import InfluxDBClient
@@ -24,6 +27,7 @@ from influxdb_client.rest import ApiException
 
 from powerview import events
 from powerview.influx import InfluxTarget, make_client
+from powerview.ingest import IngestOptions, ingest_file
 from powerview.provision.tokens import ensure_bucket as ensure_company_bucket
 from powerview.provision.tokens import find_tokens, read_token, revoke_tokens
 from powerview.queue import QUEUE_FILE, Job
@@ -148,8 +152,10 @@ def test_a_bad_file_goes_to_error_and_is_not_retried(
         assert job.result["error"]
         assert job.result["moved_to"] == str(device / "error" / name)
     assert jobs[good.name].result["status"] == "success"
+    rejected = ("empty.tsv", "garbage.tsv", headers_only.name)
     assert files_under(device) == sorted(
-        [f"error/{n}" for n in ("empty.tsv", "garbage.tsv", headers_only.name)]
+        [f"error/{n}" for n in rejected]
+        + [f"error/{n}.reason.txt" for n in rejected]  # what the client reads
         + [f"parsed/{good.name}"]
     )
     assert count_points(influx_client, company) == 10 * WIDTH
@@ -290,6 +296,74 @@ def test_a_worker_killed_mid_burst_loses_and_doubles_nothing(
     campaign = site.data / company / "c1"
     assert files_under(campaign) == parsed(paths, campaign)  # exactly one place each
     assert count_points(influx_client, company) == count * rows * WIDTH
+    # Every file ingested has a JSON report saying so, those the killed run moved included.
+    reported = {f["moved_to"] for f in report_entries(site) if f["status"] == "success"}
+    assert reported == {str(p.parent / "parsed" / p.name) for p in paths}
+
+
+def report_entries(site: Site) -> list[dict[str, Any]]:
+    """The file entries of every JSON run report of the site."""
+    entries = []
+    for path in sorted(site.reports.glob("tsv_run_*.json")):
+        entries.extend(json.loads(path.read_text())["files"])
+    return entries
+
+
+def test_a_file_a_killed_run_had_moved_gets_its_report_when_the_job_is_taken_back(
+    site: Site, company: str, influxdb, influx_client: InfluxDBClient
+) -> None:
+    """The state a worker killed with SIGKILL between a file's move and its report leaves:
+    the points in InfluxDB, the file in parsed/, no report, the job running for a dead
+    process. The next worker takes the job back and reports the file."""
+    [path] = device_files(site, company, count=1, rows=30)
+    enqueue_files(site, [path])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    queue = site.queue()
+    try:
+        job = queue.claim(f"{socket.gethostname()}:{dead.pid}", 600)  # the killed worker's claim
+    finally:
+        queue.close()
+    assert job is not None
+    # What the killed run's pool process did: points written, file moved, no report.
+    target = InfluxTarget(influxdb.client(), influxdb.org)
+    try:
+        options = IngestOptions(data_root=site.data.resolve())
+        assert ingest_file(path, target, options).status == "success"
+    finally:
+        target.close()
+    assert report_entries(site) == []
+
+    worker(site, influx_env(site, influxdb))
+
+    [entry] = report_entries(site)
+    assert entry["status"] == "success"
+    assert entry["moved_to"] == str(path.parent / "parsed" / path.name)
+    assert (entry["company"], entry["campaign"], entry["device_sn"]) == (
+        company,
+        "c1",
+        path.parent.name,
+    )
+    assert entry["warnings"] == [
+        "recovered after a worker crash: the run that crashed had already moved it to"
+        " parsed/; its counts were not recorded"
+    ]
+    [done] = site.jobs()
+    assert (done.state, done.attempts, done.result["status"]) == ("done", 2, "success")
+    assert count_points(influx_client, company) == 30 * WIDTH
+
+
+def test_a_duplicate_event_for_a_file_already_handled_writes_no_second_report(
+    site: Site, company: str, influxdb, influx_client: InfluxDBClient
+) -> None:
+    [path] = device_files(site, company, count=1, rows=30)
+    enqueue_files(site, [path])
+    env = influx_env(site, influxdb)
+    worker(site, env)
+    enqueue_files(site, [path], source="scan")  # a late event for the same name
+    worker(site, env)
+    assert [f["status"] for f in report_entries(site)] == ["success"]
+    assert [j.result["status"] for j in site.jobs()] == ["gone"]
 
 
 def test_the_reconciliation_scan_finds_a_file_no_event_announced(

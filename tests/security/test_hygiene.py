@@ -191,6 +191,33 @@ def test_a_state_folder_powerview_creates_is_one_it_accepts(
         private_files.check_state_dir(state)
 
 
+def test_a_secret_root_writes_in_the_services_state_folder_stays_the_services(
+    tmp_path: Path,
+) -> None:
+    """`tenant create` runs as root; the worker must still read and replace its tokens."""
+    assert os.geteuid() == 0, "this test plays root writing for the service user"
+    service = 65534  # nobody: any user but root
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, service, service)
+    token = state / "secrets" / "acme.token"
+    private_files.write_private(token, "t1\n")
+    private_files.write_private(token, "t2\n")  # the folder root handed over is accepted
+    for path in (token.parent, token):
+        info = path.stat()
+        assert (info.st_uid, info.st_gid) == (service, service), path
+    assert stat.S_IMODE(token.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert token.read_text() == "t2\n"
+    # A folder of another owner inside a root-owned one is still refused.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, service, service)
+    os.chown(tmp_path, 0, 0)
+    with pytest.raises(private_files.UnsafeDirError, match="belongs to uid"):
+        private_files.write_private(foreign / "x.token", "x\n")
+
+
 # -- output hygiene ----------------------------------------------------------------------
 
 

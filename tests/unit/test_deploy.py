@@ -267,3 +267,44 @@ def test_on_upload_sh_queues_the_job_with_exactly_sftpgos_environment(tmp_path: 
     assert job.payload["path"] == env["SFTPGO_ACTION_PATH"]
     mode = stat.S_IMODE((state / QUEUE_FILE).stat().st_mode)
     assert mode == 0o660, oct(mode)  # the umask: the worker's group may write it too
+
+
+# -- package data and the production InfluxDB's unit ----------------------------------------------
+
+
+def test_the_package_ships_every_unit_and_the_sshd_fragment_of_deploy() -> None:
+    """`powerview deploy` installs from package data: the same bytes as deploy/ (links)."""
+    from importlib.resources import files
+
+    shipped = files("powerview") / "system_files"
+    names = sorted(p.name for p in DEPLOY.iterdir() if p.suffix in (".service", ".timer"))
+    assert names, "no unit in deploy/"
+    for name in [*names, "sshd_config.powerview"]:
+        assert (shipped / name).read_text() == (DEPLOY / name).read_text(), name
+
+
+def test_the_influxdb_unit_listens_on_the_loopback_as_its_own_user() -> None:
+    entries = unit("powerview-influxd.service")
+    [exec_start] = entries["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[0] == "/usr/local/lib/powerview/influxd"
+    assert argv[argv.index("--http-bind-address") + 1] == "127.0.0.1:8086"
+    for flag in ("--bolt-path", "--engine-path", "--sqlite-path"):
+        assert argv[argv.index(flag) + 1].startswith("/var/lib/powerview-influxdb/"), flag
+    assert entries["User"] == ["powerview-influxdb"]
+    assert entries["StateDirectory"] == ["powerview-influxdb"]
+    assert entries["ReadWritePaths"] == ["/var/lib/powerview-influxdb"]
+    assert entries["CapabilityBoundingSet"] == [""]
+    assert entries["NoNewPrivileges"] == ["yes"]
+    assert entries["ProtectSystem"] == ["strict"]
+    assert entries["KillSignal"] == ["SIGINT"]  # influxd's clean shutdown
+
+
+def test_the_sshd_fragment_reads_keys_from_the_keys_folder_inside_its_match_block() -> None:
+    text = (DEPLOY / "sshd_config.powerview").read_text()
+    block = text[text.index("\nMatch Group powerview-upload\n") :]
+    directives = [line.split()[0] for line in block.splitlines()[2:] if line.strip()
+                  and not line.strip().startswith("#")]  # fmt: skip
+    assert "Match" not in directives  # one block, to the end of the file
+    assert "    AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n" in block
+    assert str(Settings.model_fields["authorized_keys_dir"].default) == "/etc/ssh/authorized_keys"

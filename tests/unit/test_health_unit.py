@@ -219,6 +219,30 @@ def test_process_heartbeats(
     assert result.message.startswith(start)
 
 
+@pytest.mark.parametrize(
+    ("expect", "age", "status", "words"),
+    [
+        ("", 500, Status.OK, "finished cleanly 8 min ago"),
+        ("", 1000, Status.WARNING, "is its cron job still there?"),
+        ("worker", 1000, Status.CRITICAL, "is its cron job still there?"),
+    ],
+)
+def test_a_finished_until_idle_run_is_judged_by_the_run_limit(
+    expect: str, age: float, status: Status, words: str
+) -> None:
+    finished = beat(NOW - age)
+    finished["info"] = {"running": 0, "completed": 3, "finished": "idle"}
+    result = health.check_process(
+        settings(health_expect=expect, heartbeat_max_age_s=120, worker_run_max_age_s=900),
+        "worker",
+        {"worker": finished},
+        NOW,
+    )
+    assert result.status == status
+    assert words in result.message
+    assert "stale" not in result.message
+
+
 def test_a_stale_heartbeat_of_a_local_process_says_it_is_gone() -> None:
     import socket
 

@@ -368,6 +368,47 @@ def test_postpone_does_not_count_the_attempt(queue: JobQueue) -> None:
     assert job.not_before == pytest.approx(time.time() + 20, abs=5)
 
 
+def test_a_cut_upload_s_wait_is_ended_by_an_event_about_it_not_by_the_scan(
+    queue: JobQueue,
+) -> None:
+    add(queue, 1)
+    job = queue.claim("w", 60)
+    queue.postpone(job, 600, waiting="incomplete upload")
+    waiting = get(queue, 1)
+    assert waiting.result == {"waiting": "incomplete upload"}
+    assert waiting.last_error == "incomplete upload"
+    assert waiting.not_before == pytest.approx(time.time() + 600, abs=5)
+    assert queue.oldest_waiting_age_s() is None  # a grace period is not a stuck queue
+
+    add(queue, 1, source="scan", ends_wait=False)  # the periodic scan: nothing changed
+    assert get(queue, 1).not_before == pytest.approx(time.time() + 600, abs=5)
+    add(queue, 1, delay_s=1.0)  # inotify or the hook: the client wrote to it again
+    assert get(queue, 1).not_before == pytest.approx(time.time() + 1, abs=5)
+
+    make_due(queue)
+    job = queue.claim("w", 60)
+    assert job is not None
+    queue.postpone(job, 5)  # an ordinary postponement (still open) ends the waiting mark
+    assert get(queue, 1).result == {}
+    assert queue.oldest_waiting_age_s() is not None
+
+
+def test_an_event_while_a_cut_upload_is_looked_at_ends_its_wait(queue: JobQueue) -> None:
+    add(queue, 1)
+    job = queue.claim("w", 60)
+    add(queue, 1)  # the client resumes while the worker reads the cut file: rerun
+    queue.postpone(job, 600, waiting="incomplete upload")
+    assert get(queue, 1).not_before == pytest.approx(time.time(), abs=5)
+
+
+def test_a_backoff_is_not_shortened_by_an_event(queue: JobQueue) -> None:
+    add(queue, 1)
+    job = queue.claim("w", 60)
+    queue.retry_or_fail(job, "InfluxDB down", 300)
+    add(queue, 1)
+    assert get(queue, 1).not_before == pytest.approx(time.time() + 300, abs=5)
+
+
 # -- recovery --------------------------------------------------------------------------------
 
 

@@ -3,12 +3,14 @@
 `create_tenant` is what `powerview tenant create` and a campaign `mkdir` (through
 the queue and the worker) run: the company's SFTP account when PowerView manages
 one (`POWERVIEW_SFTP_SERVER=sftpgo`: the SFTPGo user and the Event Manager rules
-that call the hook; not from the worker's mkdir job, where the account already
+that call the hook; `openssh`: the chrooted system user, its bind mount and keys,
+provision/openssh.py; not from the worker's mkdir job, where the account already
 exists and creating one is an operator's act), then its buckets (raw, `_1h`,
 `_1d`, `_1w`) with their downsampling tasks (provision/downsample.py) and its
 read token of those four buckets in InfluxDB, then, when Grafana is configured,
 the Grafana playbook (run with `--diff`, so each Grafana change comes back with
-its before/after). `delete_tenant` removes the SFTPGo login, revokes the read
+its before/after). `delete_tenant` removes the SFTP login (SFTPGo user, or
+OpenSSH keys, mount and user), revokes the read
 token (unless kept) and removes the Grafana side; its InfluxDB buckets, their data
 and the downsampling tasks go only with `purge`; its files are never deleted.
 """
@@ -27,6 +29,13 @@ from powerview.provision.downsample import (
     bucket_names,
     ensure_downsampling,
     remove_downsampling,
+)
+from powerview.provision.openssh import (
+    AccountOutcome,
+    account_state,
+    ensure_account,
+    managed_companies,
+    remove_account,
 )
 from powerview.provision.playbook import CREATE, DELETE, PlaybookResult, run_playbook
 from powerview.provision.sftpgo import (
@@ -69,12 +78,14 @@ class TenantOutcome:
     password_file: str | None = None
     notes: list[str] = field(default_factory=list)
     sftpgo: SftpgoOutcome | None = None  # None: SFTPGo not managed (see sftp_skipped)
+    openssh: AccountOutcome | None = None  # None: OpenSSH accounts not managed
     sftp_skipped: str | None = None
 
     @property
     def changed(self) -> bool:
         return (
             bool(self.sftpgo and self.sftpgo.changed)
+            or bool(self.openssh and self.openssh.changed)
             or self.token_created
             or bool(self.downsample_changes)
             or bool(self.influx_changes)
@@ -119,6 +130,12 @@ class TenantOutcome:
                 "changes": [{**c.summary(), "diff": c.diff()} for c in self.sftpgo.changes],
                 "password": self.sftpgo.password,
             }
+        openssh: dict[str, Any] | None = None
+        if self.openssh is not None:
+            openssh = {
+                "user": self.openssh.user,
+                "changes": [{**c.summary(), "diff": c.diff()} for c in self.openssh.changes],
+            }
         return {
             "company": self.company,
             "check": check,
@@ -128,6 +145,7 @@ class TenantOutcome:
             "influx_changes": list(self.influx_changes),
             "notes": list(self.notes),
             "sftpgo": sftpgo,
+            "openssh": openssh,
             "sftp_skipped": self.sftp_skipped,
             "grafana": grafana,
             "grafana_skipped": self.grafana_skipped,
@@ -150,10 +168,8 @@ def grafana_env(settings: Settings) -> dict[str, str] | None:
 
 
 def _sftp_skipped(settings: Settings) -> str | None:
-    if settings.sftp_server == "sftpgo":
+    if settings.sftp_server in ("sftpgo", "openssh"):
         return None
-    if settings.sftp_server == "openssh":
-        return "OpenSSH accounts are not managed by this step (POWERVIEW_SFTP_SERVER=openssh)"
     return "not managed (POWERVIEW_SFTP_SERVER=none)"
 
 
@@ -185,8 +201,9 @@ def create_tenant(
 ) -> TenantOutcome:
     """Create or keep everything `company` needs (idempotent; `check`: change nothing).
 
-    `sftp_keys` None leaves the SFTPGo user's keys as they are; `sftp_password`
-    sets a new generated password, returned once in `outcome.sftpgo.password`.
+    `sftp_keys` None leaves the SFTP user's keys as they are; `sftp_password`
+    sets a new generated SFTPGo password, returned once in `outcome.sftpgo.password`
+    (OpenSSH accounts take keys only).
     """
     check_company(company, settings.reserved_company_names)
     for campaign in campaigns:
@@ -194,7 +211,11 @@ def create_tenant(
     outcome = TenantOutcome(company)
     if manage_sftp:
         outcome.sftp_skipped = _sftp_skipped(settings)
-        if outcome.sftp_skipped is None:
+        if settings.sftp_server == "openssh":
+            outcome.openssh = ensure_account(
+                settings, company, sftp_keys, sftp_password, check=check
+            )
+        elif outcome.sftp_skipped is None:
             outcome.sftpgo = create_sftp_account(
                 settings, company, sftp_keys, sftp_password, check=check
             )
@@ -267,7 +288,7 @@ def delete_tenant(
     keep_token: bool = False,
     purge: bool = False,
 ) -> TenantOutcome:
-    """Remove the company's SFTPGo login, read token and Grafana resources.
+    """Remove the company's SFTP login, read token and Grafana resources.
 
     The token goes first, so Grafana's datasource reads nothing more even if a later
     step fails (`keep_token`: it stays). Its buckets, their data and the downsampling
@@ -280,7 +301,9 @@ def delete_tenant(
         check_name("company", company)
     outcome = TenantOutcome(company)
     outcome.sftp_skipped = _sftp_skipped(settings)
-    if outcome.sftp_skipped is None:
+    if settings.sftp_server == "openssh":
+        outcome.openssh = remove_account(settings, company, check=check)
+    elif outcome.sftp_skipped is None:
         with SftpgoApi.from_settings(settings) as api:
             outcome.sftpgo = delete_sftpgo_user(api, company, check=check)
     if purge or not keep_token:
@@ -324,8 +347,8 @@ def _company_name(name: str, settings: Settings) -> bool:
 
 
 def list_tenants(settings: Settings) -> list[dict[str, Any]]:
-    """Companies with a bucket (or a managed SFTPGo user): read token, value on file,
-    and the SFTPGo user's summary when PowerView manages SFTPGo."""
+    """Companies with a bucket (or a managed SFTP account): read token, value on file,
+    and the SFTPGo user's or the OpenSSH account's state when PowerView manages it."""
     target = open_target(settings)
     try:
         buckets = target.client.buckets_api().find_buckets(limit=100).buckets or []
@@ -346,6 +369,8 @@ def list_tenants(settings: Settings) -> list[dict[str, Any]]:
             for n, u in sftp_users.items()
             if u.get("home_dir") == str(home / n) and _company_name(n, settings)
         }
+    if settings.sftp_server == "openssh":
+        names |= {n for n in managed_companies(settings) if _company_name(n, settings)}
     rows = []
     for name in sorted(names):
         row: dict[str, Any] = {
@@ -356,6 +381,8 @@ def list_tenants(settings: Settings) -> list[dict[str, Any]]:
         }
         if sftp_users is not None:
             row.update(user_summary(sftp_users.get(name)))
+        if settings.sftp_server == "openssh":
+            row.update(account_state(settings, name))
         rows.append(row)
     return rows
 
