@@ -13,9 +13,12 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from powerview.lineprotocol import escape_key, escape_measurement, loose_key, string_field
+
+if TYPE_CHECKING:
+    from powerview.ledger import LedgerRow
 
 Status = Literal["success", "error", "deferred", "skipped"]
 RUN_MEASUREMENT = "tsv_parser_run"
@@ -61,6 +64,9 @@ class FileReport:
     deferred_by: Literal["influxdb", "filesystem", "incomplete"] | None = None
     reason_file: str | None = None  # error/<file>.reason.txt, the client's copy of `error`
     duration_s: float = 0.0
+    sha256: str | None = None  # of the bytes parsed (ledger.Fingerprint)
+    size: int | None = None
+    ledger: LedgerRow | None = None  # its ledger entry, once recorded
 
     @property
     def nb_points(self) -> int:

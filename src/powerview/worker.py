@@ -90,6 +90,7 @@ def run_job(kind: str, payload: dict[str, Any], settle_s: float) -> dict[str, An
 def _ingest_job(path: Path, settle_s: float, payload: dict[str, Any]) -> dict[str, Any]:
     from powerview.influx import open_target
     from powerview.ingest import IngestOptions, ingest_file, parse_options, write_run
+    from powerview.ledger import open_recorder
     from powerview.report import RunReport
 
     if not os.path.lexists(path):
@@ -111,14 +112,16 @@ def _ingest_job(path: Path, settle_s: float, payload: dict[str, Any]) -> dict[st
     settings = config.load()
     target = open_target(settings)
     try:
-        options = IngestOptions(
-            data_root=settings.data_root.resolve(),
-            parse=parse_options(settings),
-            lines_per_write=settings.write_batch_size,
-            reserved=settings.reserved_company_names,
-            incomplete_grace_s=settings.incomplete_grace_s,
-        )
-        report = ingest_file(path, target, options)
+        with open_recorder(settings.state_dir, target.client) as ledger:
+            options = IngestOptions(
+                data_root=settings.data_root.resolve(),
+                parse=parse_options(settings),
+                lines_per_write=settings.write_batch_size,
+                reserved=settings.reserved_company_names,
+                incomplete_grace_s=settings.incomplete_grace_s,
+                ledger=ledger,
+            )
+            report = ingest_file(path, target, options)
         if report.deferred_by == "incomplete":
             # Not an outcome yet: no report until it is ingested or set aside.
             return _wait_for_resumption(path, settings.incomplete_grace_s, report.error)

@@ -9,6 +9,7 @@ in tests/samples/README.md, a generated file holds rows x columns values.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from powerview.ledger import Ledger
 from tests.e2e.sshd import (
     Company,
     PowerViewProcesses,
@@ -157,7 +159,13 @@ def test_an_uploaded_sample_is_queryable_parsed_and_reported(
         describe=pv.logs,
     )
     assert count_points(influx, company.name, campaign="site") == SAMPLE_POINTS
-    assert places(device_dir, SAMPLE.name) == [f"parsed/{SAMPLE.name}"]
+    # Moved once its writes are acknowledged and its ledger entry recorded: a moment
+    # after its points are queryable.
+    wait_for(
+        "the move to parsed/",
+        lambda: places(device_dir, SAMPLE.name) == [f"parsed/{SAMPLE.name}"],
+        describe=pv.logs,
+    )
     assert (device_dir / "parsed" / SAMPLE.name).read_bytes() == (samples / SAMPLE).read_bytes()
     assert client.listdir(f"{company.home}/site/02001315/parsed") == [SAMPLE.name]
     [entry] = wait_for(
@@ -174,6 +182,13 @@ def test_an_uploaded_sample_is_queryable_parsed_and_reported(
         describe=pv.logs,
     )
     assert job.result["points"] == SAMPLE_POINTS
+    # The ingestion ledger: the bytes the client sent, their points counted back.
+    with Ledger.in_state_dir(pv.state_dir) as ledger:
+        (row,) = ledger.rows(company.name)
+    sent = (samples / SAMPLE).read_bytes()
+    assert (row.sha256, row.size) == (hashlib.sha256(sent).hexdigest(), len(sent))
+    assert (row.file_name, row.status) == (SAMPLE.name, "verified")
+    assert row.points_verified == row.points_expected == SAMPLE_POINTS
 
 
 @pytest.mark.influxdb
