@@ -17,7 +17,9 @@
     ├── GrafanaError             Grafana refused a provisioning request (4xx, a conflict)
     ├── PlaybookError            an Ansible playbook could not run or one of its tasks failed
     ├── StackError               the local InfluxDB could not be installed, started or stopped
-    └── SftpgoError              SFTPGo's REST API refused a request or could not be reached
+    ├── SftpgoError              SFTPGo's REST API refused a request or could not be reached
+    └── ReportError              a campaign report cannot be made: no data in the period,
+                                 a format with no writer, a bad report option
 
 Which errors send a file to `error/`: only `FormatError`, `NameRuleError` and
 `UnsafeUploadError`, the fault of the file or of its client (an upload reached
@@ -99,3 +101,7 @@ class StackError(PowerViewError):
 
 class SftpgoError(PowerViewError):
     """SFTPGo's REST API refused a request or could not be reached; the message says which."""
+
+
+class ReportError(PowerViewError):
+    """A campaign report cannot be made as asked (no data, no writer for the format)."""
