@@ -349,7 +349,8 @@ def _method_notes(options: ReportOptions) -> list[str]:
         f"night-time interval means, night being {day_end:02d}:00-{day_start:02d}:00 "
         f"({options.timezone}).",
         f"Day: {day_start:02d}:00-{day_end:02d}:00 local time; weekend: Saturday and "
-        f"Sunday; days are calendar days in {options.timezone}.",
+        f"Sunday; days are calendar days in {options.timezone}. Typical day: the mean "
+        "power of each local hour of day over the period, weekdays and weekend apart.",
         f"Voltage band {low:g}-{high:g} V; time outside counts the intervals whose mean "
         "is outside it. Phase imbalance: the largest deviation of a phase from the mean "
         "of the three, in % of that mean, over the intervals where all three are logged "
