@@ -250,18 +250,23 @@ def ingest_command(
 
     from powerview.influx import InfluxTarget, NullWriter
     from powerview.ingest import IngestOptions, ingest_paths, parse_options, write_run
+    from powerview.ledger import open_recorder
 
     settings = _settings()
     root = layout.data_root_for(paths, data_root, settings.data_root).resolve()
     files = [p.resolve() for p in layout.find_files(paths)]
+    target = NullWriter() if dry_run else open_target(settings)
+    recorder = None
+    if isinstance(target, InfluxTarget):
+        recorder = open_recorder(settings.state_dir, target.client)
     options = IngestOptions(
         data_root=root,
         parse=parse_options(settings),
         lines_per_write=settings.write_batch_size,
         dry_run=dry_run,
         reserved=settings.reserved_company_names,
+        ledger=recorder,
     )
-    target = NullWriter() if dry_run else open_target(settings)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -291,6 +296,8 @@ def ingest_command(
     finally:
         if isinstance(target, InfluxTarget):
             target.close()
+        if recorder is not None:
+            recorder.close()
     render(run.to_dict(), json_output, lambda _: render_run(run, report_path))
     if run.count("deferred"):
         return ExitStatus.ERROR
@@ -535,6 +542,90 @@ def _report_text(document: dict[str, Any]) -> None:
             "" if row["base_load_kw"] is None else f"{row['base_load_kw']:.3f}",
         )
     out.print(table)
+
+
+# -- the ingestion ledger --------------------------------------------------
+
+campaign_option = click.option("--campaign", help="Only this campaign.")
+
+
+@app.command("ledger")
+@click.argument("company")
+@campaign_option
+@json_option
+def ledger_command(company: str, campaign: str | None, json_output: bool) -> ExitStatus:
+    """List every file ingested for COMPANY: SHA-256, size, points written and verified."""
+    from powerview.ledger import Ledger
+
+    settings = _settings()
+    _check_ledger_names(company, campaign)
+    with Ledger.in_state_dir(settings.state_dir) as ledger:
+        rows = [row.to_dict() for row in ledger.rows(company, campaign)]
+    render(rows, json_output, _ledger_text)
+    return ExitStatus.OK
+
+
+@app.command("verify")
+@click.argument("company")
+@campaign_option
+@json_option
+def verify_command(company: str, campaign: str | None, json_output: bool) -> ExitStatus:
+    """Count every ledger entry of COMPANY in InfluxDB again; list the files with points missing.
+
+    For after a restore, a retention change or a manual delete. Exit status:
+    0 every file's points are there, 1 some are missing (listed), 2 error.
+    """
+    from powerview.ingest import write_ledger_summary
+    from powerview.ledger import open_recorder, verify
+
+    settings = _settings()
+    _check_ledger_names(company, campaign)
+    target = open_target(settings)
+    try:
+        with open_recorder(settings.state_dir, target.client) as recorder:
+            found = verify(recorder, company, campaign)
+        write_ledger_summary(found.entries, target, settings)
+    finally:
+        target.close()
+    render(found.to_dict(), json_output, _verify_text)
+    return ExitStatus.MISSING if found.missing else ExitStatus.OK
+
+
+def _check_ledger_names(company: str, campaign: str | None) -> None:
+    layout.check_name("company", company)
+    if campaign is not None:
+        layout.check_name("campaign", campaign)
+
+
+def _ledger_text(rows: list[dict[str, Any]]) -> None:
+    columns = ("campaign", "device", "file", "sha256", "bytes", "first", "last", "points", "found")
+    table = Table(*columns, "status", box=None)
+    for row in rows:
+        found = row["points_verified"]
+        table.add_row(
+            row["campaign"],
+            row["device"],
+            row["file_name"],
+            row["sha256"][:12],
+            f"{row['size']:,}",
+            row["first_time"] or "",
+            row["last_time"] or "",
+            f"{row['points_expected']:,}",
+            "" if found is None else f"{found:,}",
+            row["status"],
+        )
+    out.print(table)
+
+
+def _verify_text(document: dict[str, Any]) -> None:
+    missing = document["missing"]
+    for row in missing:
+        out.print(
+            f"missing: {row['campaign']}/{row['device_folder']}/{row['file_name']}: "
+            f"{row['points_verified']:,} of {row['points_expected']:,} points found "
+            f"({row['first_time']} to {row['last_time']})"
+        )
+    out.print(f"{document['checked']} files checked, {len(missing)} with points missing")
 
 
 # -- upload events, queue and worker ---------------------------------------

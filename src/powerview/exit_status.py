@@ -1,6 +1,7 @@
 """The exit statuses of `powerview`, named in one place, and the error → status map.
 
-0 everything done, 1 some files rejected (their reasons are in the report),
+0 everything done, 1 some files rejected (their reasons are in the report; for
+`verify`: some ingested files' points missing from InfluxDB, each one listed),
 2 usage, configuration, infrastructure or unexpected error (one line on stderr;
 nothing was lost: fix and retry), 130 interrupted (Ctrl-C, SIGINT).
 `powerview health` keeps the monitoring-plugin statuses instead (health.Status:
@@ -28,6 +29,7 @@ from powerview.exceptions import (
 class ExitStatus(IntEnum):
     OK = 0
     REJECTED = 1
+    MISSING = 1  # `powerview verify`: the command's own finding, like REJECTED
     ERROR = 2
     INTERRUPTED = 130
 

@@ -6,8 +6,9 @@ status is the worst of them. Statuses follow the monitoring-plugin convention,
 so cron, systemd, Nagios, Icinga and friends can use the exit code as is:
 
     0 OK        every check passed
-    1 WARNING   data is late or was rejected, a queue waits too long, a process
-                that is not expected is stale, a webhook is down
+    1 WARNING   data is late, rejected or missing after its write (ledger), a
+                queue waits too long, a process that is not expected is stale,
+                a webhook is down
     2 CRITICAL  InfluxDB unreachable or refusing writes, an expected worker or
                 watcher dead, the data root unusable, Grafana down, the queue
                 stuck, hook events left in the spool (not drained)
@@ -214,6 +215,7 @@ def run_checks(settings: Settings, now: float | None = None) -> HealthReport:
             beats = exc
         report.checks.append(_guarded("queue", lambda: check_queue(settings, queue_path, moment)))
         report.checks.append(_guarded("spool", lambda: check_spool(settings.state_dir, moment)))
+        report.checks.append(_guarded("ledger", lambda: check_ledger(settings.state_dir)))
         for name in PROCESSES:
             report.checks.append(_process_check(settings, name, beats, moment))
         report.checks.append(_guarded("data root", lambda: check_data_root(settings.data_root)))
@@ -383,6 +385,36 @@ def check_spool(state_dir: Path, now: float) -> CheckResult:
         )
     status = worst(p.status for p in problems)
     return CheckResult(name, status, "; ".join(p.message for p in problems), problems, data)
+
+
+def check_ledger(state_dir: Path) -> CheckResult:
+    """Files whose points were not all found in InfluxDB when last counted (ledger.py).
+
+    A warning per file, cleared when a later count (`powerview verify`, or the
+    file ingested again) finds them all.
+    """
+    from powerview.ledger import mismatches
+
+    name = "ledger"
+    missing = mismatches(state_dir)
+    if missing is None:
+        return CheckResult(name, Status.OK, "no ledger yet (nothing ingested here)")
+    data = {"ledger_mismatches": float(len(missing))}
+    if not missing:
+        return CheckResult(name, Status.OK, "every ingested file's points found", data=data)
+    problems = [
+        Problem(
+            row.subject,
+            Status.WARNING,
+            f"{row.subject}: {row.missing} of {row.points_expected} points missing from InfluxDB"
+            f" (counted {row.verified_at})",
+        )
+        for row in missing
+    ]
+    named = "; ".join(p.message for p in problems[:MAX_LISTED])
+    more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+    message = f"{len(problems)} files with points missing: {named}{more}"
+    return CheckResult(name, Status.WARNING, message, problems, data)
 
 
 def check_process(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from powerview import layout
 from powerview.exceptions import (
@@ -33,11 +34,12 @@ from powerview.exceptions import (
 )
 from powerview.formats import DeviceFile, Header, ParseOptions, RowBatch, open_device_file
 from powerview.influx import InfluxTarget, LineWriter
+from powerview.ledger import Fingerprint, LedgerError, LedgerRow, Recorder, meta_line
 from powerview.lineprotocol import BatchEncoder
 from powerview.report import META_PRECISION, ChannelReport, FileReport, RunReport, iso_epoch
 from powerview.schema import Series, series_for
 from powerview.settings import Settings
-from powerview.stats import FileStats
+from powerview.stats import DistinctPoints, FileStats
 from powerview.upload_file import Upload, display, name_problem, open_upload, split_below
 
 log = logging.getLogger(__name__)
@@ -97,14 +99,27 @@ def write_run(run: RunReport, target: InfluxTarget, settings: Settings, data_roo
     """
     if run.finished_at is None:
         run.finished_at = dt.datetime.now(dt.UTC)
+    at = run.finished_at.timestamp()
+    entries = "".join(meta_line(f.ledger, at) for f in run.files if f.ledger is not None)
     try:
         target.ensure_bucket(settings.meta_bucket)
-        target.write_now(settings.meta_bucket, run.meta_lines(), precision=META_PRECISION)
+        target.write_now(settings.meta_bucket, run.meta_lines() + entries, precision=META_PRECISION)
         run.meta_written = True
     except (InfrastructureError, InfluxRequestError, FormatError) as exc:
         run.meta_error = str(exc)
         log.error("run summary not written to %s: %s", settings.meta_bucket, exc)
     return run.write_json(settings.report_dir_for(data_root))
+
+
+def write_ledger_summary(
+    entries: Iterable[LedgerRow], target: InfluxTarget, settings: Settings
+) -> None:
+    """The `powerview_ledger` points of entries verified again (`powerview verify`)."""
+    at = time.time()
+    lines = "".join(meta_line(row, at) for row in entries)
+    if lines:
+        target.ensure_bucket(settings.meta_bucket)
+        target.write_now(settings.meta_bucket, lines, precision=META_PRECISION)
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,8 @@ class IngestOptions:
     # Files parsed ahead of the one being acknowledged (ingest_paths): each holds
     # its upload open and its report until its move.
     files_in_flight: int = 4
+    # Records each acknowledged file in the ledger, with its read-back (ledger.py).
+    ledger: Recorder | None = None
 
 
 def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileReport:
@@ -128,7 +145,10 @@ def ingest_file(path: Path, writer: LineWriter, options: IngestOptions) -> FileR
     the device folder's descriptor. A link on the way is refused, left where
     it is and reported; nothing is ever read or moved through it.
     """
-    return _finish(_start(path, writer, options), options)
+    report = _finish(_start(path, writer, options), options)
+    if options.ledger is not None:
+        options.ledger.drain()  # its read-back, counted while it was moved
+    return report
 
 
 @dataclass
@@ -203,7 +223,17 @@ def _settle(
         written.result()
         report.status = "success"
         if not options.dry_run:
-            report.moved_to = display(upload.move_to("parsed"))
+            # Recorded before the move, so no file reaches parsed/ without its entry.
+            ledger = options.ledger
+            entry = ledger.acknowledged(report, upload.info.st_mtime) if ledger else None
+            moved = upload.move_to("parsed")
+            report.moved_to = display(moved)
+            if ledger is not None and entry is not None:
+                ledger.stored(entry, display(moved.name), report)  # read back meanwhile
+    except LedgerError as exc:  # the data is in; the file waits until it can be recorded
+        report.status = "deferred"
+        report.deferred_by = "filesystem"
+        report.error = str(exc)
     except (NameRuleError, FormatError, UnsafeUploadError) as exc:
         _reject(report, upload, str(exc), options)
     except (InfrastructureError, InfluxRequestError) as exc:
@@ -269,7 +299,11 @@ def _stream_into(
     report: FileReport,
 ) -> None:
     """Parse and queue every batch, filling the report; raises FormatError for no data."""
-    with upload.binary() as raw, open_device_file(raw, options.parse) as device_file:
+    # The parser reads through the fingerprint: the ledger's SHA-256 is of what it read.
+    with (
+        Fingerprint(upload.binary()) as raw,
+        open_device_file(cast(BinaryIO, raw), options.parse) as device_file,
+    ):
         header = device_file.header
         report.format = _describe(header)
         report.metadata = header.metadata
@@ -283,14 +317,18 @@ def _stream_into(
         encoded = encode_file(device_file, location.campaign, rows_per_write)
         series = encoded.series
         stats = FileStats(width)
+        distinct = DistinctPoints(width)
         writer.ensure_bucket(location.company)
         for batch, lines in encoded:
             stats.add(batch)
+            distinct.add(batch)
             writer.write(location.company, lines)
+        report.sha256, report.size = raw.finish(options.parse.max_file_bytes)
         counts = device_file.counts.as_dict()
         counts |= {
             "nb_rejected_rows": device_file.counts.nb_rejected_rows,
             "nb_points": encoded.points,
+            "nb_distinct_points": distinct.count,
             "nb_channels": width,
         }
         report.counts = counts
@@ -394,6 +432,8 @@ def ingest_paths(
             record(_deferred(report, outage))
     while window:
         finish_head()
+    if options.ledger is not None:
+        options.ledger.drain()  # the read-backs, counted while the next files were written
     return run
 
 

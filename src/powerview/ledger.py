@@ -12,32 +12,45 @@ and the points read back from InfluxDB after the write was acknowledged
 The read-back rule (overlapping files of one device): a file's points are
 the distinct (field, timestamp) pairs it holds (`points_expected`; a row
 repeated in the file is one point, as InfluxDB keeps one). The read-back
-counts, in the company's bucket, the distinct (field, timestamp) pairs of
-the file's fields, device (`device_master_sn`) and campaign between its first
-and last timestamp. Another file of the same device whose rows fall in that
-range at other timestamps adds to that count, so the rule is "at least":
-`verified` when points_verified >= points_expected, `mismatch` when fewer
-(points of this file are missing for sure), `unverified` when the count could
-not be made (InfluxDB failed right after acknowledging). An overlap can hide a
-loss of the same size; it can never invent one.
+counts, in the company's bucket, the points of the file's fields, device
+(`device_master_sn`) and campaign between its first and last timestamp
+(per series, where a timestamp holds one point). Another file of the same
+device whose rows fall in that range at other timestamps adds to that count,
+so the rule is "at least": `verified` when points_verified >= points_expected,
+`mismatch` when fewer (points of this file are missing for sure),
+`unverified` until counted, or when the count could not be made (InfluxDB
+failed right after acknowledging). An overlap can hide a loss of the same
+size; it can never invent one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
-from powerview.exceptions import InfrastructureError
+from influxdb_client import InfluxDBClient
+
+from powerview.exceptions import FormatError, InfluxRequestError, InfrastructureError
+from powerview.influx import map_influx_errors
 from powerview.lineprotocol import escape_key, escape_measurement, loose_key, string_field
 from powerview.private_files import checked_dir
+from powerview.schema import MEASUREMENT
+
+if TYPE_CHECKING:
+    from powerview.report import FileReport
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,7 @@ class LedgerRow:
     points_verified: int | None  # counted back from InfluxDB (None: not counted)
     verified_at: str | None
     status: EntryStatus
+    fields: tuple[str, ...] = ()  # the InfluxDB fields of its points (for the read-back)
 
     @property
     def subject(self) -> str:
@@ -90,6 +104,12 @@ class LedgerRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> LedgerRow:
+        values = dict(row)
+        values["fields"] = tuple(json.loads(values["fields"]))
+        return cls(**values)
 
 
 def status_of(expected: int, verified: int | None) -> EntryStatus:
@@ -137,6 +157,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     points_verified INTEGER,
     verified_at     TEXT,
     status          TEXT NOT NULL,
+    fields          TEXT NOT NULL,
     UNIQUE (company, campaign, device_folder, upload_name, sha256)
 );
 CREATE INDEX IF NOT EXISTS ledger_company ON ledger (company, campaign, first_time);
@@ -166,7 +187,10 @@ class Ledger:
                 # SQLite would create it 0644 (its -wal and -shm copy that mode).
                 flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
                 os.close(os.open(path.name, flags, 0o600, dir_fd=folder))
-            self._db = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+            # A Recorder's read-back thread uses it too, under the Recorder's lock.
+            self._db = sqlite3.connect(
+                path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -190,6 +214,7 @@ class Ledger:
     def record(self, row: LedgerRow) -> int:
         """Insert the file's entry, or update the entry of the same bytes at the same place."""
         values = row.to_dict()
+        values["fields"] = json.dumps(list(row.fields))
         names = ", ".join(_COLUMNS)
         marks = ", ".join(f":{c}" for c in _COLUMNS)
         key = {"company", "campaign", "device_folder", "upload_name", "sha256"}
@@ -241,7 +266,7 @@ class Ledger:
         query += " ORDER BY campaign, device, first_time, file_name"
         with _mapped("reading entries"):
             found = self._db.execute(query, args).fetchall()
-        return [LedgerRow(**dict(r)) for r in found]
+        return [LedgerRow.from_row(r) for r in found]
 
     def with_status(self, statuses: Sequence[EntryStatus]) -> list[LedgerRow]:
         """Every entry in one of `statuses` (the health check's mismatches)."""
@@ -252,12 +277,10 @@ class Ledger:
         )
         with _mapped("reading entries"):
             found = self._db.execute(query, list(statuses)).fetchall()
-        return [LedgerRow(**dict(r)) for r in found]
+        return [LedgerRow.from_row(r) for r in found]
 
 
 def _replace(row: LedgerRow, **changes: Any) -> LedgerRow:
-    import dataclasses
-
     return dataclasses.replace(row, **changes)
 
 
@@ -302,10 +325,17 @@ class Fingerprint:
         self.size += len(data)
         return data
 
-    def finish(self, chunk: int = 1 << 20) -> tuple[str, int]:
-        """Hash the rest of the file; (hex SHA-256, bytes) of everything read."""
+    def finish(self, limit: int, chunk: int = 1 << 20) -> tuple[str, int]:
+        """Hash the rest of the file; (hex SHA-256, bytes) of everything read.
+
+        FormatError past `limit` bytes (POWERVIEW_MAX_FILE_BYTES): a file still
+        growing after its last line was parsed is not fingerprinted for ever.
+        """
         while self.read(chunk):
-            pass
+            if self.size > limit:
+                raise FormatError(
+                    f"the file grew past {limit} bytes while being read (POWERVIEW_MAX_FILE_BYTES)"
+                )
         return self._hash.hexdigest(), self.size
 
     def close(self) -> None:
@@ -347,3 +377,243 @@ def meta_line(row: LedgerRow, at: float) -> str:
         for k, v in values.items()
     )
     return f"{escape_measurement(LEDGER_MEASUREMENT)}{tag_text} {field_text} {int(at * 1e9)}\n"
+
+
+# -- read-back ------------------------------------------------------------------
+
+# The file's points as InfluxDB holds them (module docstring): its device and
+# campaign in its time range, counted per series, then only its fields kept.
+# count() right after the filter on tags is pushed down to the storage engine;
+# a filter on the fields before it (contains() is not pushed down) made InfluxDB
+# read every point: 25 s instead of 0.15 s for a file of 300,000 points
+# (measured; bench/bench_ledger.py). Within a series a timestamp holds one
+# point, so each count is of distinct timestamps; a field found in two series
+# (a channel renamed between two overlapping files) counts twice, which the
+# "at least" rule can only read as present, never as a loss.
+_COUNT_FLUX = """
+from(bucket: bucket)
+  |> range(start: start, stop: stop)
+  |> filter(fn: (r) => r._measurement == measurement and r.device_master_sn == device
+      and r.campaign == campaign)
+  |> count()
+  |> filter(fn: (r) => contains(value: r._field, set: fields))
+  |> group()
+  |> sum()
+"""
+
+
+class Verifier(Protocol):
+    """Counts an entry's points in InfluxDB; the seam tests put a delete into."""
+
+    def count(self, row: LedgerRow, fields: Sequence[str]) -> int: ...
+
+
+class FluxVerifier:
+    """Counts with one Flux query per file (names go in as parameters, never spliced)."""
+
+    def __init__(self, client: InfluxDBClient) -> None:
+        self._client = client
+
+    def count(self, row: LedgerRow, fields: Sequence[str]) -> int:
+        if row.first_time is None or row.last_time is None or not fields:
+            return 0
+        params = {
+            "bucket": row.company,
+            "measurement": MEASUREMENT,
+            "device": row.device,
+            "campaign": row.campaign,
+            "fields": list(fields),
+            "start": parse_rfc3339(row.first_time),
+            "stop": parse_rfc3339(row.last_time) + dt.timedelta(seconds=1),
+        }
+        with map_influx_errors(f"counting the points of {row.subject}"):
+            tables = self._client.query_api().query(_COUNT_FLUX, params=params)
+        return sum(int(record.get_value() or 0) for table in tables for record in table.records)
+
+
+# -- the pipeline's hook ----------------------------------------------------------
+
+
+class Recorder:
+    """What the ingest pipeline calls once InfluxDB acknowledged a file's writes.
+
+    `acknowledged` records the entry (`unverified`) before the file's move to
+    parsed/, so that a crash between the two never leaves a file in parsed/
+    without its entry (the entry then keeps the upload name); a ledger that
+    cannot be written defers the file (LedgerError) rather than moving it
+    unrecorded. `stored` (after the move) names the entry as stored and queues
+    its read-back, one Flux count, run by a background thread while the next
+    files are parsed and written: counting inline held the pipeline for the
+    query's time on every file (measured in bench/bench_ledger.py). `drain`
+    waits for the counts; each updates the entry and the file's report. A
+    read-back that fails (InfluxDB gone right after acknowledging) leaves the
+    entry `unverified`, never the file.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        verifier: Verifier | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ledger = ledger
+        self.verifier = verifier
+        self._clock = clock
+        self._lock = threading.Lock()  # the ledger's connection, shared with the counter
+        self._counter: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    def acknowledged(self, report: FileReport, upload_time: float) -> LedgerRow:
+        """Record the file's entry (before its move); LedgerError if it cannot be."""
+        row = entry_for(report, upload_time, self._clock())
+        with self._lock:
+            self.ledger.record(row)
+        return row
+
+    def stored(self, row: LedgerRow, file_name: str, report: FileReport) -> LedgerRow:
+        """Name the entry as stored in parsed/, and queue its read-back.
+
+        A failure to record the name is logged: the file has moved already.
+        """
+        try:
+            with self._lock:
+                row = self.ledger.stored_as(row, file_name)
+        except LedgerError as exc:
+            log.error("ledger: %s moved as %s, name not recorded: %s", row.subject, file_name, exc)
+        report.ledger = row
+        if self.verifier is not None:
+            if self._counter is None:
+                self._counter = ThreadPoolExecutor(1, thread_name_prefix="ledger-read-back")
+            self._pending.append(self._counter.submit(self._read_back, row, report))
+        return row
+
+    def _read_back(self, row: LedgerRow, report: FileReport) -> None:
+        assert self.verifier is not None
+        try:
+            count = self.verifier.count(row, row.fields)
+        except (InfrastructureError, InfluxRequestError) as exc:
+            log.warning("ledger: %s not verified: %s", row.subject, exc)
+            return
+        try:
+            with self._lock:
+                self.ledger.verified(row, count, self._clock())
+        except LedgerError as exc:
+            log.error("ledger: %s counted, count not recorded: %s", row.subject, exc)
+            return
+        report.ledger = self._checked(row, count)
+
+    def drain(self) -> None:
+        """Wait until every queued read-back is counted and recorded."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def verify(self, row: LedgerRow) -> LedgerRow:
+        """Count `row`'s points again now and record it; InfluxDB's errors are raised."""
+        if self.verifier is None:
+            raise InfluxRequestError("no InfluxDB to verify against")
+        count = self.verifier.count(row, row.fields)
+        with self._lock:
+            self.ledger.verified(row, count, self._clock())
+        return self._checked(row, count)
+
+    def _checked(self, row: LedgerRow, count: int) -> LedgerRow:
+        status = status_of(row.points_expected, count)
+        if status == "mismatch":
+            log.warning(
+                "ledger: %s: %d distinct points written, %d found in InfluxDB",
+                row.subject, row.points_expected, count,
+            )  # fmt: skip
+        at = rfc3339(self._clock())
+        return dataclasses.replace(row, points_verified=count, verified_at=at, status=status)
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._counter is not None:
+                self._counter.shutdown()
+            self.ledger.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def entry_for(report: FileReport, upload_time: float, now: float) -> LedgerRow:
+    """The entry of a file whose writes were just acknowledged, from its run report."""
+    counts = report.counts
+    width = counts.get("nb_channels", 0)
+    time_range = report.time_range or {}
+    return LedgerRow(
+        company=report.company or "",
+        campaign=report.campaign or "",
+        device=str((report.format or {}).get("master_sn") or report.device_sn or ""),
+        device_folder=report.device_sn or "",
+        file_name=report.file_name,
+        upload_name=report.file_name,
+        sha256=report.sha256 or "",
+        size=report.size or 0,
+        upload_time=rfc3339(upload_time),
+        ingest_time=rfc3339(now),
+        first_time=time_range.get("first"),
+        last_time=time_range.get("last"),
+        rows=counts.get("nb_rows", 0),
+        values_read=counts.get("nb_valid_rows", 0) * width,
+        rejected_values=counts.get("nb_invalid_values", 0),
+        rejected_rows=counts.get("nb_rejected_rows", 0),
+        points_written=counts.get("nb_points", 0),
+        points_expected=counts.get("nb_distinct_points", counts.get("nb_points", 0)),
+        points_verified=None,
+        verified_at=None,
+        status="unverified",
+        fields=tuple(c.field for c in report.channels),
+    )
+
+
+def open_recorder(state_dir: Path, client: InfluxDBClient | None) -> Recorder:
+    """The recorder of the state folder's ledger, counting back through `client`."""
+    return Recorder(Ledger.in_state_dir(state_dir), FluxVerifier(client) if client else None)
+
+
+# -- `powerview ledger` and `powerview verify` ----------------------------------------
+
+
+@dataclass
+class Verification:
+    """What `verify` found: every entry checked now, and those with points missing."""
+
+    company: str
+    campaign: str | None
+    entries: list[LedgerRow]
+
+    @property
+    def missing(self) -> list[LedgerRow]:
+        return [row for row in self.entries if row.status == "mismatch"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "company": self.company,
+            "campaign": self.campaign,
+            "checked": len(self.entries),
+            "missing": [row.to_dict() for row in self.missing],
+            "entries": [row.to_dict() for row in self.entries],
+        }
+
+
+def verify(recorder: Recorder, company: str, campaign: str | None = None) -> Verification:
+    """Count every entry of `company` (one campaign) in InfluxDB again, and record it."""
+    return Verification(
+        company, campaign, [recorder.verify(row) for row in recorder.ledger.rows(company, campaign)]
+    )
+
+
+def mismatches(state_dir: Path) -> list[LedgerRow] | None:
+    """The entries whose points are missing; None when there is no ledger yet."""
+    path = state_dir / LEDGER_FILE
+    if not path.is_file():
+        return None
+    with Ledger(path, timeout_s=5) as ledger:
+        return ledger.with_status(["mismatch"])

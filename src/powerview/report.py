@@ -13,9 +13,12 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from powerview.lineprotocol import escape_key, escape_measurement, loose_key, string_field
+
+if TYPE_CHECKING:
+    from powerview.ledger import LedgerRow
 
 Status = Literal["success", "error", "deferred", "skipped"]
 RUN_MEASUREMENT = "tsv_parser_run"
@@ -59,6 +62,9 @@ class FileReport:
     error: str | None = None
     deferred_by: Literal["influxdb", "filesystem"] | None = None  # what to retry after
     duration_s: float = 0.0
+    sha256: str | None = None  # of the bytes parsed (ledger.Fingerprint)
+    size: int | None = None
+    ledger: LedgerRow | None = None  # its ledger entry, once recorded
 
     @property
     def nb_points(self) -> int:

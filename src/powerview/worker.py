@@ -88,6 +88,7 @@ def run_job(kind: str, payload: dict[str, Any], settle_s: float) -> dict[str, An
 def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     from powerview.influx import open_target
     from powerview.ingest import IngestOptions, ingest_file, parse_options, write_run
+    from powerview.ledger import open_recorder
     from powerview.report import RunReport
 
     if not os.path.lexists(path):
@@ -109,13 +110,15 @@ def _ingest_job(path: Path, settle_s: float) -> dict[str, Any]:
     settings = config.load()
     target = open_target(settings)
     try:
-        options = IngestOptions(
-            data_root=settings.data_root.resolve(),
-            parse=parse_options(settings),
-            lines_per_write=settings.write_batch_size,
-            reserved=settings.reserved_company_names,
-        )
-        report = ingest_file(path, target, options)
+        with open_recorder(settings.state_dir, target.client) as ledger:
+            options = IngestOptions(
+                data_root=settings.data_root.resolve(),
+                parse=parse_options(settings),
+                lines_per_write=settings.write_batch_size,
+                reserved=settings.reserved_company_names,
+                ledger=ledger,
+            )
+            report = ingest_file(path, target, options)
         run = RunReport(base_folder=str(options.data_root), files=[report])
         write_run(run, target, settings, options.data_root)
     finally:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from powerview.formats import RowBatch
 from powerview.ledger import Fingerprint, Ledger, LedgerRow, meta_line, status_of
+from powerview.stats import DistinctPoints
 
 
 def _row(**changes: object) -> LedgerRow:
@@ -100,7 +102,7 @@ def test_the_fingerprint_is_of_the_bytes_read_through_it() -> None:
     reader.seek(0)  # the parser's rewind starts over
     assert reader.readline(100) == b"START_HEADER\r\n"
     reader.read(10)
-    digest, size = reader.finish(chunk=7)
+    digest, size = reader.finish(limit=len(content), chunk=7)
     assert (digest, size) == (hashlib.sha256(content).hexdigest(), len(content))
     with pytest.raises(ValueError, match="rewinds"):
         reader.seek(3)
@@ -115,3 +117,23 @@ def test_the_meta_point_carries_the_entry() -> None:
     assert "points_verified=4290i" in line
     assert 'status="verified"' in line
     assert line.endswith(" 1500000000\n")
+
+
+def _batch(epochs: list[int], rows: list[list[str | None]]) -> RowBatch:
+    values = [v for row in rows for v in row]
+    return RowBatch(epochs, values, 2, None not in values)
+
+
+def test_distinct_points_count_a_repeated_timestamp_once_wherever_it_is() -> None:
+    points = DistinctPoints(2)
+    points.add(_batch([1000, 1001, 1002], [["1", "2"], ["1", "2"], ["1", "2"]]))
+    points.add(_batch([900, 1001, 5000], [["1", "2"], ["3", "4"], ["1", "2"]]))  # back in time
+    points.add(_batch([1003, 1003, 1000, 7], [["1", None], [None, "2"], [None, "1"], [None, "1"]]))
+    # full rows at 900, 1000, 1001, 1002, 5000; 1003 from two half rows; 7 one value
+    assert points.count == 5 * 2 + 2 + 1
+
+
+def test_distinct_points_past_the_partial_limit_are_still_counted() -> None:
+    points = DistinctPoints(2, max_partial=1)
+    points.add(_batch([10, 11, 12], [["1", None], ["1", None], ["1", None]]))
+    assert points.count == 3
