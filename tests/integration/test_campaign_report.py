@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import itertools
 import json
 import math
@@ -442,3 +443,49 @@ def test_the_report_command_writes_csv_and_prints_the_model(
             config.load(), company.name, "tri", start=None, end=None,
             options=ReportOptions(), fmt="odt", out=None,
         )  # fmt: skip
+
+
+def test_sources_are_the_ledgers_entries_of_the_files_ingested(
+    influxdb: InfluxInstance,
+    samples: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("POWERVIEW_", "INFLUXDB_", "TSV_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    for key, value in {
+        "INFLUXDB_URL": influxdb.url,
+        "INFLUXDB_ORG": influxdb.org,
+        "INFLUXDB_ADMIN_TOKEN": influxdb.token,
+        "TSV_META_BUCKET": f"meta_{uuid.uuid4().hex[:10]}",
+        "TSV_REPORT_DIR": str(tmp_path / "reports"),
+        "POWERVIEW_STATE_DIR": str(tmp_path / "state"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    name = f"rep_{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "data"
+    path = _copy(samples, TRI, root, name, "c1")
+    content = path.read_bytes()
+    values = sum(len(c.values) for c in read_columns(path).values())
+    try:
+        assert cli.run(["ingest", str(path), "--data-root", str(root)]) == 0
+        capsys.readouterr()
+        status = cli.run(["report", name, "c1", "--format", "csv", "--json"])
+        document = json.loads(capsys.readouterr().out)
+    finally:
+        with influxdb.client() as client:
+            drop_buckets(client, [name, os.environ["TSV_META_BUCKET"]])
+
+    assert status == 0
+    [source] = document["report"]["sources"]
+    assert source["file_name"] == path.name
+    assert source["sha256"] == hashlib.sha256(content).hexdigest()
+    assert source["size"] == len(content)
+    assert source["points_written"] == source["points_verified"] == values
+    assert source["device"] == "02001171"  # the file's master serial, not its folder's
+    with (tmp_path / f"{name}-c1-csv" / "sources.csv").open(newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row["sha256"] == source["sha256"]
