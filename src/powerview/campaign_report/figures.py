@@ -20,6 +20,7 @@ Method (also stated in the report's notes):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -577,7 +578,13 @@ def _power_figures(
         for row in source.rows(_PEAKS, params)
     }
     day_start, day_end = options.day_hours
-    flux, night = _night_selection(params, zone, options, period)
+    # Only the hours holding data need their UTC offsets worked out (a --from years back).
+    data = dataclasses.replace(
+        period,
+        start=max(period.start, _floor_hour(min(s.first for s in power))),
+        end=min(period.end, _ceil_hour(max(s.last for s in power) + dt.timedelta(seconds=1))),
+    )
+    flux, night = _night_selection(params, zone, options, data)
     base_loads = {
         row["channel_id"]: float(row["_value"])
         for row in source.rows(flux, night)
