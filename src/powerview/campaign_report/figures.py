@@ -47,7 +47,7 @@ from powerview.exceptions import ReportError
 from powerview.layout import check_name
 from powerview.schema import MEASUREMENT
 
-__all__ = ["POWER_UNITS", "ReportOptions", "build_report", "check_time_zone"]
+__all__ = ["POWER_UNITS", "ReportOptions", "build_report", "check_time_zone", "offset_stretches"]
 
 # kW per unit of a power channel; the units a T302 logs (ARCHITECTURE.md section 4).
 POWER_UNITS = {"W": 0.001, "kW": 1.0}
@@ -641,7 +641,7 @@ def _night_selection(
         night = {"tz": str(zone.key), "night_start": day_end % 24,
                  "night_last": (day_start - 1) % 24}  # fmt: skip
         return _BASE_LOAD_LOCAL, {**params, **night, "q": query["q"]}
-    stretches = _offset_stretches(zone, period.start, period.end)
+    stretches = offset_stretches(zone, period.start, period.end)
     for n, (start, stop, offset_h) in enumerate(stretches):
         query |= {
             f"s{n}_start": start,
@@ -652,7 +652,7 @@ def _night_selection(
     return _base_load_flux(len(stretches)), query
 
 
-def _offset_stretches(
+def offset_stretches(
     zone: ZoneInfo, start: dt.datetime, end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime, int]]:
     """[start, end) cut where the zone's UTC offset changes (whole hours): (from, to, hours)."""
