@@ -62,6 +62,8 @@ def _jsonable(value: object) -> str:
         return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
@@ -507,6 +509,106 @@ def _summary_text(rows: list[dict[str, Any]]) -> None:
             "" if row["channels"] is None else str(row["channels"]),
             _when(row["first"]),
             _when(row["last"]),
+        )
+    out.print(table)
+
+
+# -- campaign report ----------------------------------------------------------
+
+
+@app.command("report")
+@click.argument("company")
+@click.argument("campaign")
+@click.option("--from", "start", help="Start (ISO 8601) [default: the campaign's first point].")
+@click.option("--to", "end", help="End, excluded (ISO 8601) [default: after its last point].")
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "pdf", "xlsx", "csv"]), default="html",
+    show_default=True, help="Output format (csv: a folder with one file per table).",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(path_type=Path),
+    help="Output path [default: <company>-<campaign>.<format>, csv: <company>-<campaign>-csv/].",
+)  # fmt: skip
+@click.option("--tz", help="Time zone of days and hours [env: POWERVIEW_REPORT_TIMEZONE].")
+@click.option("--day-hours", default="6-22", show_default=True, help="Local hours counted as day.")
+@click.option(
+    "--base-percentile", type=click.IntRange(1, 99), default=10, show_default=True,
+    help="Percentile of night-time interval means taken as the base load.",
+)  # fmt: skip
+@click.option(
+    "--voltage-band", default="207-253", show_default=True,
+    help="Voltage band in V (230 V +- 10 %); time outside it is reported.",
+)  # fmt: skip
+@json_option
+def report_command(
+    company: str,
+    campaign: str,
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    out: Path | None,
+    tz: str | None,
+    day_hours: str,
+    base_percentile: int,
+    voltage_band: str,
+    json_output: bool,
+) -> ExitStatus:
+    """Write a campaign's report: energy, load curve, peak, base load, voltage, completeness.
+
+    Figures are aggregated by InfluxDB; the files they rest on come from the ledger.
+    Times without an offset are in the report's time zone.
+    """
+    from powerview.campaign_report import run
+    from powerview.campaign_report.document import as_document
+    from powerview.campaign_report.figures import ReportOptions
+
+    settings = _settings()
+    zone = tz or settings.report_timezone
+    day_start, day_end = run.parse_span(day_hours, "--day-hours")
+    options = ReportOptions(
+        timezone=zone,
+        day_hours=(int(day_start), int(day_end)),
+        base_load_percentile=base_percentile,
+        voltage_band=run.parse_span(voltage_band, "--voltage-band"),
+    )
+    outcome = run.make_report(
+        settings, company, campaign,
+        start=run.parse_moment(start, zone) if start else None,
+        end=run.parse_moment(end, zone) if end else None,
+        options=options, fmt=fmt, out=out,
+    )  # fmt: skip
+    document = {
+        "file": outcome.path,
+        "format": outcome.format,
+        "report": as_document(outcome.report),
+    }
+    render(document, json_output, _report_text)
+    return ExitStatus.OK
+
+
+def _report_text(document: dict[str, Any]) -> None:
+    report = document["report"]
+    period = report["period"]
+    out.print(
+        f"{document['format']} report written to {document['file']}: "
+        f"{report['company']}/{report['campaign']}, {_when(period['start'])} to "
+        f"{_when(period['end'])} ({period['timezone']})",
+        markup=False,
+    )
+    table = Table(
+        "device", "completeness", "gaps", "channel", "kWh", "peak kW", "base kW", box=None
+    )
+    completeness = {row["device"]: row for row in report["completeness"]}
+    for row in report["power"]:
+        done = completeness[row["device"]]
+        table.add_row(
+            row["device"],
+            f"{done['received_intervals']}/{done['expected_intervals']}",
+            str(len(done["gaps"])),
+            row["label"],
+            f"{row['energy_kwh']:.3f}",
+            "" if row["peak_kw"] is None else f"{row['peak_kw']:.3f}",
+            "" if row["base_load_kw"] is None else f"{row['base_load_kw']:.3f}",
         )
     out.print(table)
 

@@ -19,9 +19,11 @@
     ├── StackError               the local InfluxDB could not be installed, started or stopped
     ├── HostSetupError           `powerview deploy` could not set up a user, folder or file
     ├── SftpgoError              SFTPGo's REST API refused a request or could not be reached
-    └── AccountError             a company's OpenSSH system account cannot be made or removed:
+    ├── AccountError             a company's OpenSSH system account cannot be made or removed:
                                  a system tool failed, or the system is unsafe for it (a
                                  chroot path others can write to, a user that is not a company's)
+    └── ReportError              a campaign report cannot be made: no data in the period,
+                                 a format with no writer, a bad report option
 
 Which errors send a file to `error/`: only `FormatError`, `NameRuleError` and
 `UnsafeUploadError`, the fault of the file or of its client (an upload reached
@@ -116,3 +118,7 @@ class AccountError(PowerViewError):
     message, or PowerView refuses to act: a chroot path sshd would reject, an existing
     user that is not a company's, a key that is not an OpenSSH public key.
     """
+
+
+class ReportError(PowerViewError):
+    """A campaign report cannot be made as asked (no data, no writer for the format)."""

@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     incomplete_grace_s: float = Field(600.0, ge=0, validation_alias=_env("TSV_INCOMPLETE_GRACE_S"))
     user_company_map: str = Field("", validation_alias=_env("POWERVIEW_USER_COMPANY_MAP"))
     headerless_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_HEADERLESS_TIMEZONE"))
+    # The campaign report's calendar days, day/night hours and weekends (`report --tz`).
+    report_timezone: str = Field("UTC", validation_alias=_env("POWERVIEW_REPORT_TIMEZONE"))
     # -- limits on what one uploaded file may cost (issue 10), enforced while reading.
     # The widest real export has 30 channels and 279-byte rows; its JSON header is
     # 167 bytes (tests/samples/README.md). A row of 1024 channels with the longest
@@ -315,7 +317,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{value!r} is not a host name or an IP address") from None
         return host
 
-    @field_validator("headerless_timezone")
+    @field_validator("headerless_timezone", "report_timezone")
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
         """A zone of the tz database (checked now, not at the first headerless file)."""
