@@ -7,12 +7,17 @@ refused, so a report can never make the server fetch a file or a web address.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from powerview.campaign_report.html import render_html
 from powerview.campaign_report.model import CampaignReport
 from powerview.exceptions import ConfigError
+
+# WeasyPrint logs each layout step at INFO: noise in PowerView's log, not news.
+logging.getLogger("weasyprint").setLevel(logging.WARNING)
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 def write_pdf(report: CampaignReport, path: Path) -> None:
