@@ -45,6 +45,8 @@ demo: setup
 	@# Exit status 1 means "some files rejected": examples/data/faulty holds bad files on purpose.
 	$(BIN)/powerview ingest $(DEMO_DATA) || [ $$? -eq 1 ]
 	$(BIN)/powerview summary acme faulty
+	$(BIN)/powerview report acme v003-tri --format html --out .powerview/demo-report.html
+	@echo "campaign report: .powerview/demo-report.html (open it in a browser)"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
