@@ -45,6 +45,7 @@ from powerview.retention import HOUSEKEEPING_INTERVAL_S, Retention, housekeep
 
 if TYPE_CHECKING:
     from powerview.metrics import WorkerMetrics
+    from powerview.report import FileReport
     from powerview.upload_file import Moved
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,7 @@ def _report_recovered(
     path: Path, moved: Moved, settings: config.Settings, data_root: Path
 ) -> dict[str, Any]:
     """The report of a file a crashed run had already moved (`find_moved`)."""
-    from powerview.influx import open_target
-    from powerview.ingest import write_run
-    from powerview.report import FileReport, RunReport
+    from powerview.report import FileReport
     from powerview.upload_file import display
 
     success = moved.outcome == "parsed"
@@ -209,13 +208,7 @@ def _report_recovered(
             if report.reason_file
             else "set aside in error/ before a worker crash; its reason was not recorded"
         )
-    target = open_target(settings)
-    try:
-        write_run(
-            RunReport(base_folder=str(data_root), files=[report]), target, settings, data_root
-        )
-    finally:
-        target.close()
+    _write_report(report, settings, data_root)
     log.warning("%s: %s", report.path, report.warnings[-1])
     return {
         "outcome": "done",
@@ -289,13 +282,27 @@ def run_reported(
         }
 
 
+def _write_report(report: FileReport, settings: config.Settings, data_root: Path) -> None:
+    """The JSON report and meta points of one file the worker decided outside a run."""
+    from powerview.influx import open_target
+    from powerview.ingest import write_run
+    from powerview.report import RunReport
+
+    target = open_target(settings)
+    try:
+        write_run(
+            RunReport(base_folder=str(data_root), files=[report]), target, settings, data_root
+        )
+    finally:
+        target.close()
+
+
 def reject_crashed(payload: dict[str, Any], reason: str) -> dict[str, Any]:
     """Move a file whose ingestion kept killing its process to error/, with a report."""
     from powerview import layout
     from powerview.exceptions import NameRuleError, UnsafeUploadError
-    from powerview.influx import open_target
-    from powerview.ingest import set_aside, write_run
-    from powerview.report import FileReport, RunReport
+    from powerview.ingest import set_aside
+    from powerview.report import FileReport
     from powerview.upload_file import display, open_upload
 
     path = Path(payload["path"])
@@ -316,13 +323,7 @@ def reject_crashed(payload: dict[str, Any], reason: str) -> dict[str, Any]:
         return {"outcome": "done", "status": "gone"}
     except (NameRuleError, UnsafeUploadError) as exc:
         return {"outcome": "done", "status": "skipped", "error": f"{reason}; not moved: {exc}"}
-    target = open_target(settings)
-    try:
-        write_run(
-            RunReport(base_folder=str(data_root), files=[report]), target, settings, data_root
-        )
-    finally:
-        target.close()
+    _write_report(report, settings, data_root)
     return {
         "outcome": "done",
         "status": "error",
