@@ -1026,8 +1026,6 @@ def tenant_group() -> None:
 
 def _tenant_text(document: dict[str, Any]) -> None:
     """`tenant create` and `tenant delete` as text: SFTP account, token, Grafana, passwords."""
-    from powerview.provision.grafana_ensure import describe_diff
-
     verb = "would change" if document["check"] else "changed"
     company = document["company"]
     sftpgo = document["sftpgo"]
@@ -1036,12 +1034,7 @@ def _tenant_text(document: dict[str, Any]) -> None:
     elif sftpgo is not None:
         if not sftpgo["changes"]:
             out.print("SFTPGo: no change")
-        for change in sftpgo["changes"]:
-            detail = f" ({change['detail']})" if change["detail"] else ""
-            out.print(f"SFTPGo {verb}: {change['action']} {change['resource']}{detail}")
-            if change["action"] == "update":
-                for line in describe_diff(change["diff"]):
-                    out.print(f"    {line}")
+        _changes_text("SFTPGo", verb, sftpgo["changes"])
         if sftpgo["password"]:
             # Shown this once: SFTPGo keeps only its hash and PowerView keeps nothing.
             out.print(f"SFTPGo user {company} password: {sftpgo['password']}")
@@ -1049,12 +1042,7 @@ def _tenant_text(document: dict[str, Any]) -> None:
     if openssh is not None:
         if not openssh["changes"]:
             out.print(f"OpenSSH account {openssh['user']}: no change")
-        for change in openssh["changes"]:
-            detail = f" ({change['detail']})" if change["detail"] else ""
-            out.print(f"OpenSSH {verb}: {change['action']} {change['resource']}{detail}")
-            if change["action"] == "update":
-                for line in describe_diff(change["diff"]):
-                    out.print(f"    {line}")
+        _changes_text("OpenSSH", verb, openssh["changes"])
     for change in [*document["downsample_changes"], *document["influx_changes"]]:
         out.print(f"InfluxDB {verb}: {change}")
     if document["token_created"]:
@@ -1067,17 +1055,24 @@ def _tenant_text(document: dict[str, Any]) -> None:
     elif grafana is not None:
         if not grafana["changes"]:
             out.print("Grafana: no change")
-        for change in grafana["changes"]:
-            detail = f" ({change['detail']})" if change.get("detail") else ""
-            out.print(f"Grafana {verb}: {change['action']} {change['resource']}{detail}")
-            if "diff" in change and change["action"] == "update":
-                for field in describe_diff(change["diff"]):
-                    out.print(f"    {field}")
+        _changes_text("Grafana", verb, grafana["changes"])
         for warning in grafana["warnings"]:
             err.print(f"warning: {warning}")
     if document["default_user_password"]:
         # Shown once: taken from disk when the result was built.
         out.print(f"default user user_{company} password: {document['default_user_password']}")
+
+
+def _changes_text(server: str, verb: str, changes: list[dict[str, Any]]) -> None:
+    """One server's changes (SFTPGo, OpenSSH, Grafana), an update's fields below it."""
+    from powerview.provision.grafana_ensure import describe_diff
+
+    for change in changes:
+        detail = f" ({change['detail']})" if change.get("detail") else ""
+        out.print(f"{server} {verb}: {change['action']} {change['resource']}{detail}")
+        if change["action"] == "update" and "diff" in change:
+            for line in describe_diff(change["diff"]):
+                out.print(f"    {line}")
 
 
 def _public_keys(files: tuple[Path, ...]) -> list[str] | None:
