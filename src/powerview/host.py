@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from powerview.exceptions import HostSetupError
+from powerview.exceptions import HostSetupError, PowerViewError
 
 NOLOGIN = "/usr/sbin/nologin"
+# A system tool that hangs (a locked /etc/passwd) fails its step, not the whole command.
+TOOL_TIMEOUT_S = 60
 Outcome = Literal["changed", "ok", "would change"]
 
 
@@ -45,11 +47,23 @@ def _outcome(differs: bool, check: bool) -> Outcome:
     return "would change" if check else "changed"
 
 
-def _run(*argv: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        message = (done.stderr or done.stdout).strip()
-        raise HostSetupError(f"{' '.join(argv)} exited {done.returncode}: {message}")
+def run_tool(
+    *args: str, error: type[PowerViewError] = HostSetupError, ok: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    """Run a system tool from an argument list, never a shell; its failure is `error`.
+
+    Also used for the company accounts (provision/openssh.py, with AccountError).
+    """
+    try:
+        done = subprocess.run(
+            list(args), capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise error(f"{args[0]} could not run: {exc}") from exc
+    if done.returncode not in ok:
+        output = (done.stderr or done.stdout).strip() or "no output"
+        raise error(f"{' '.join(args)} exited {done.returncode}: {output}")
+    return done
 
 
 def group_exists(name: str) -> bool:
@@ -72,7 +86,7 @@ def ensure_group(name: str, check: bool) -> Step:
     """A system group `name`."""
     missing = not group_exists(name)
     if missing and not check:
-        _run("groupadd", "--system", name)
+        run_tool("groupadd", "--system", name)
     return Step(f"group {name}", _outcome(missing, check))
 
 
@@ -80,7 +94,7 @@ def ensure_system_user(name: str, home: Path, check: bool) -> Step:
     """A system user `name` with its own group, no shell, no password, no home created."""
     missing = not user_exists(name)
     if missing and not check:
-        _run(
+        run_tool(
             "useradd", "--system", "--user-group", "--no-create-home",
             "--home-dir", str(home), "--shell", NOLOGIN, name,
         )  # fmt: skip

@@ -43,6 +43,7 @@ from typing import Any
 
 from powerview.events import parse_user_map
 from powerview.exceptions import AccountError
+from powerview.host import NOLOGIN, TOOL_TIMEOUT_S, run_tool
 from powerview.layout import check_company, check_name
 from powerview.provision.grafana_ensure import Change, View
 from powerview.settings import Settings
@@ -63,12 +64,10 @@ __all__ = [
     "user_for",
 ]
 
-NOLOGIN = "/usr/sbin/nologin"
 NO_PASSWORD = "*"  # noqa: S105 (`usermod -p '*'`: matches no password, and is not a lock)
 FOLDER_MODE = 0o755
 KEYS_MODE = 0o644
 FSTAB_MODE = 0o644
-TOOL_TIMEOUT_S = 60
 
 
 # -- where a company's account lives ---------------------------------------------------
@@ -151,16 +150,7 @@ def account_for(settings: Settings, company: str) -> Account:
 
 def _run(*args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
     """Run a system tool from an argument list; its failure is an AccountError."""
-    try:
-        done = subprocess.run(
-            list(args), capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT_S
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AccountError(f"{args[0]} could not run: {exc}") from exc
-    if done.returncode not in ok:
-        output = (done.stderr or done.stdout).strip() or "no output"
-        raise AccountError(f"{' '.join(args)} exited {done.returncode}: {output}")
-    return done
+    return run_tool(*args, error=AccountError, ok=ok)
 
 
 def _user(name: str) -> pwd.struct_passwd | None:
