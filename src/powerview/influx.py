@@ -7,8 +7,10 @@ client library are translated at this boundary (`map_influx_errors`) into
 fixed) or `InfluxRejectedError` (the data itself was refused, the file goes to
 `error/`); see exceptions.py.
 
-Writes are gzip-compressed here with ISA-L (`isal`) rather than by the
-client's `enable_gzip`, which uses zlib level 9: on line protocol ISA-L's
+Writes are POSTed over the standard library's http.client (influx_write.py,
+measured cheaper in CPU than influxdb-client's stack) and gzip-compressed
+here with ISA-L (`isal`) rather than by the client's `enable_gzip`, which
+uses zlib level 9: on line protocol ISA-L's
 level 1 compresses as well as zlib's level 1 (16x, the text is very
 repetitive) at a fifth of its CPU (0.11 against 0.53 µs per line, see
 bench/README.md). A batch is encoded and compressed by the thread that
@@ -32,21 +34,21 @@ from typing import Protocol
 import urllib3
 from influxdb_client import Bucket, BucketRetentionRules, InfluxDBClient
 from influxdb_client.rest import ApiException
-from influxdb_client.service.write_service import WriteService
 from isal import isal_zlib
 from urllib3.util.retry import Retry
 
-from powerview.exceptions import (
-    ConfigError,
-    InfluxRejectedError,
-    InfluxRequestError,
-    InfluxUnavailableError,
+from powerview.exceptions import ConfigError, InfluxRejectedError, InfluxUnavailableError
+from powerview.influx_write import (
+    RETRY_STATUSES,
+    WriteConnection,
+    WriteEndpoint,
+    error_for_status,
+    failure_chain,
+    failure_reason,
 )
 from powerview.settings import Settings
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class LineWriter(Protocol):
@@ -94,18 +96,7 @@ def map_influx_errors(action: str) -> Iterator[None]:
     try:
         yield
     except ApiException as exc:
-        status = exc.status or 0
-        detail = _api_message(exc)
-        if status in (400, 413, 422):
-            raise InfluxRejectedError(f"InfluxDB refused {action}: {status} {detail}") from exc
-        if status in (401, 403):
-            raise InfluxRequestError(
-                f"InfluxDB refused the token while {action}: {status} {detail} "
-                "(check INFLUXDB_ADMIN_TOKEN)"
-            ) from exc
-        if 400 <= status < 500 and status != 429:
-            raise InfluxRequestError(f"InfluxDB refused {action}: {status} {detail}") from exc
-        raise InfluxUnavailableError(f"{action}: InfluxDB answered {status} {detail}") from exc
+        raise error_for_status(exc.status or 0, _api_message(exc), action) from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise InfluxUnavailableError(
             f"InfluxDB{_where(exc)} unreachable: {_reason(exc)} ({action})"
@@ -117,29 +108,12 @@ def map_influx_errors(action: str) -> Iterator[None]:
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc`, then its reason, cause and context, each once."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        current = todo.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        reason = getattr(current, "reason", None)
-        todo += [reason if isinstance(reason, BaseException) else None]
-        todo += [current.__cause__, current.__context__]
-
-
 def _reason(exc: BaseException) -> str:
     """Why a connection failed, in words: "connection refused", "timed out", ..."""
-    links = list(_chain(exc))
-    # The socket's own error first: urllib3's NewConnectionError is also a timeout class.
-    for link in links:
-        if isinstance(link, OSError) and link.strerror:
-            return link.strerror[0].lower() + link.strerror[1:]
-    if any(isinstance(link, TimeoutError | urllib3.exceptions.TimeoutError) for link in links):
+    known = failure_reason(exc)
+    if known is not None:
+        return known
+    if any(isinstance(link, urllib3.exceptions.TimeoutError) for link in failure_chain(exc)):
         return "timed out"
     text = _OBJECT_REPR.sub("", str(getattr(exc, "reason", None) or exc))
     return text.strip() or type(exc).__name__
@@ -147,7 +121,7 @@ def _reason(exc: BaseException) -> str:
 
 def _where(exc: BaseException) -> str:
     """ " at <url>" of the server a urllib3 error names, else nothing."""
-    for link in _chain(exc):
+    for link in failure_chain(exc):
         pool = getattr(link, "pool", None) or getattr(link, "conn", None)
         host, port = getattr(pool, "host", None), getattr(pool, "port", None)
         if host:
@@ -174,7 +148,7 @@ def make_client(
         status=retries,
         backoff_factor=0.5,
         backoff_max=10,
-        status_forcelist=RETRY_STATUSES,
+        status_forcelist=sorted(RETRY_STATUSES),
         allowed_methods=None,  # writes are idempotent (same series and time overwrite)
         respect_retry_after_header=True,
         raise_on_status=False,
@@ -232,13 +206,21 @@ class InfluxTarget:
     """
 
     def __init__(
-        self, client: InfluxDBClient, org: str, gzip_level: int = 1, connections: int = 1
+        self,
+        client: InfluxDBClient,
+        org: str,
+        gzip_level: int = 1,
+        connections: int = 1,
+        endpoint: WriteEndpoint | None = None,
     ) -> None:
         self._client = client
         self._org = org
         self._gzip_level = gzip_level
         self._connections = max(1, connections)
-        self._service = WriteService(client.api_client)
+        # Writes go over http.client (influx_write.py), to the client's server by default.
+        self._endpoint = endpoint or WriteEndpoint.of_client(client)
+        self._local = threading.local()  # each thread's WriteConnection
+        self._opened: list[WriteConnection] = []
         self._known_buckets: set[str] = set()
         # One queue per writer; three batches waiting keep each connection busy.
         self._queues: list[queue.Queue[tuple[_FileTicket, str, bytes] | None]] = [
@@ -319,16 +301,13 @@ class InfluxTarget:
         return gzip_body(body, self._gzip_level) if self._gzip_level else body
 
     def post(self, bucket: str, body: bytes, precision: str = "s") -> None:
-        """POST one body made by `body` and wait for InfluxDB's answer."""
-        with map_influx_errors(f"writing to bucket {bucket!r}"):
-            self._service.post_write(
-                org=self._org,
-                bucket=bucket,
-                body=body,
-                precision=precision,
-                content_encoding="gzip" if self._gzip_level else None,
-                content_type="text/plain; charset=utf-8",
-            )
+        """POST one body made by `body` on this thread's connection; wait for the answer."""
+        connection: WriteConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = WriteConnection(self._endpoint, self._org)
+            with self._lock:
+                self._opened.append(connection)
+        connection.post(bucket, body, gzip=self._gzip_level > 0, precision=precision)
         with self._lock:
             self.bytes_sent += len(body)
             self.requests += 1
@@ -341,6 +320,20 @@ class InfluxTarget:
         return self._current
 
     def _run(self, work: queue.Queue[tuple[_FileTicket, str, bytes] | None]) -> None:
+        try:
+            self._drain(work)
+        finally:
+            self._close_own_connection()
+
+    def _close_own_connection(self) -> None:
+        connection: WriteConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._lock:
+                self._opened.remove(connection)
+
+    def _drain(self, work: queue.Queue[tuple[_FileTicket, str, bytes] | None]) -> None:
         while (item := work.get()) is not None:
             ticket, bucket, body = item
             error: BaseException | None = None
@@ -380,6 +373,10 @@ class InfluxTarget:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.flush()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
         self._client.close()
 
 

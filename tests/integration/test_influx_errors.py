@@ -1,15 +1,16 @@
 """What InfluxDB's failures become at the adapter's boundary, against the real server.
 
 Each kind of failure gets the exception whose name says what failed (see
-exceptions.py), a message a person can read (no object reprs), and the client
-library's error kept as the cause for `--traceback`.
+exceptions.py) and a message a person can read (no object reprs). Writes go
+over http.client (influx_write.py): a socket's error is kept as the cause for
+`--traceback`, and a refusal quotes InfluxDB's own message. Other requests go
+through influxdb-client, whose error is kept as the cause.
 """
 
 from __future__ import annotations
 
 import pytest
 from influxdb_client.rest import ApiException
-from urllib3.exceptions import MaxRetryError
 
 from powerview import stack
 from powerview.exceptions import (
@@ -41,7 +42,7 @@ def test_an_unreachable_server_reads_like_a_sentence(influxdb: InfluxInstance) -
         f"(writing to bucket {influxdb.meta_bucket!r})"
     )
     assert isinstance(caught.value, InfrastructureError)  # retry later
-    assert isinstance(caught.value.__cause__, MaxRetryError)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
 
 
 def test_a_refused_token_is_a_request_error_not_an_outage_nor_bad_data(
@@ -57,8 +58,20 @@ def test_a_refused_token_is_a_request_error_not_an_outage_nor_bad_data(
     message = str(caught.value)
     assert message.startswith("InfluxDB refused the token while writing to bucket")
     assert "401" in message
+    assert "unauthorized access" in message  # InfluxDB's own words
     assert "INFLUXDB_ADMIN_TOKEN" in message
     assert not isinstance(caught.value, InfrastructureError | FormatError)
+
+
+def test_a_refused_token_on_a_query_keeps_the_clients_error(influxdb: InfluxInstance) -> None:
+    wrong = target(influxdb.url, "not-the-token", influxdb.org)
+    try:
+        with pytest.raises(InfluxRequestError) as caught:
+            wrong.ensure_bucket("any_bucket")
+    finally:
+        wrong.close()
+
+    assert str(caught.value).startswith("InfluxDB refused the token while ensuring bucket")
     assert isinstance(caught.value.__cause__, ApiException)
 
 
@@ -80,4 +93,4 @@ def test_a_bad_line_is_rejected_data(influxdb: InfluxInstance) -> None:
         live.close()
 
     assert isinstance(caught.value, FormatError)  # the file goes to error/
-    assert isinstance(caught.value.__cause__, ApiException)
+    assert "missing field value" in str(caught.value)
