@@ -26,7 +26,7 @@ from influxdb_client import InfluxDBClient
 from powerview import cli, health
 from powerview.influx import InfluxTarget, make_client
 from powerview.ingest import IngestOptions, ingest_paths
-from powerview.ledger import FluxVerifier, Ledger, LedgerRow, Recorder
+from powerview.ledger import READ_BACK_BATCH, FluxVerifier, Ledger, LedgerRow, Recorder
 from tests.conftest import InfluxInstance
 from tests.integration.helpers_events import Site, influx_env
 from tests.integration.helpers_ingest import expected_points, iso, read_export
@@ -153,9 +153,10 @@ class DeletingVerifier(FluxVerifier):
         self.client = client
         self.day = day
 
-    def count(self, row: LedgerRow, fields: Sequence[str]) -> int:
-        _delete_day(self.client, row.company, row.device, self.day)
-        return super().count(row, fields)
+    def count(self, rows: Sequence[LedgerRow]) -> list[int]:
+        for row in rows:
+            _delete_day(self.client, row.company, row.device, self.day)
+        return super().count(rows)
 
 
 def test_points_deleted_before_the_read_back_are_a_mismatch_health_reports(
@@ -334,3 +335,42 @@ def test_a_read_back_that_fails_leaves_the_entry_unverified_and_the_file_moves(
     with Ledger.in_state_dir(state) as ledger:
         (row,) = ledger.rows(company)
     assert (row.status, row.points_verified) == ("verified", row.points_expected)
+
+
+def test_more_files_than_one_query_counts_are_each_counted_as_their_own(
+    influxdb: InfluxInstance, influx_client: InfluxDBClient, tmp_path: Path
+) -> None:
+    """45 files (two read-back queries): each entry gets its own file's count, checked
+    against Flux; then one device's points are deleted and only its entry is short."""
+    from tests.integration.helpers_ingest import drop_buckets, new_company
+    from tests.integration.test_ingest_pipeline import make_tree
+
+    assert READ_BACK_BATCH < 45
+    tree = make_tree(tmp_path / "data", new_company(), 45, rows=3)
+    target = InfluxTarget(influx_client, influxdb.org, gzip_level=0)
+    try:
+        with Recorder(Ledger.in_state_dir(tmp_path / "state"), FluxVerifier(influx_client)) as rec:
+            run = ingest_paths(tree.files, target, IngestOptions(tree.root, ledger=rec))
+            target.flush()
+            rows = [report.ledger for report in run.files]
+            assert all(row is not None and row.status == "verified" for row in rows)
+            entries = [row for row in rows if row is not None]
+            for row in entries:
+                flux = _flux_count(
+                    influx_client, tree.company, row.campaign, row.device,
+                    row.first_time or "", row.last_time or "",
+                )  # fmt: skip
+                assert row.points_verified == row.points_expected == flux > 0
+
+            victim = entries[41]  # in the second query
+            influx_client.delete_api().delete(
+                dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+                dt.datetime(2100, 1, 1, tzinfo=dt.UTC),
+                f'device_master_sn="{victim.device}"',
+                bucket=tree.company,
+            )
+            again = rec.verify(entries)
+        assert [row.status for row in again] == ["verified"] * 41 + ["mismatch"] + ["verified"] * 3
+        assert again[41].points_verified == 0
+    finally:
+        drop_buckets(influx_client, [tree.company])
