@@ -303,7 +303,10 @@ class Servers:
         assert self.binary is not None
         data_dir = self._scratch / f"influxd-{self._count}"
         with throwaway_server(self.binary, data_dir, org=ORG) as (influxd, setup):
-            yield Server(setup.url, setup.token, setup.org, influxd.running_pid())
+            pid = influxd.running_pid()
+            if self._args.pin and pid is not None:
+                pin(pid, self._args.server_cpus)
+            yield Server(setup.url, setup.token, setup.org, pid)
 
     def _drop_buckets(self, server: Server) -> None:
         with make_client(server.url, server.token, server.org, 60) as client:
@@ -312,6 +315,12 @@ class Servers:
                 found = api.find_bucket_by_name(name)
                 if found is not None:
                     api.delete_bucket(found)
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` (Go's included) onto `cpus`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
 
 
 def create_buckets(server: Server, buckets: list[str]) -> None:
@@ -564,6 +573,13 @@ def best(runs: list[ServerRun]) -> ServerRun:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.pin:
+        # The last CPU for influxd, the others for this process.
+        args.server_cpus = {max(os.sched_getaffinity(0))}
+        mine = os.sched_getaffinity(0) - args.server_cpus
+        if not mine:
+            raise SystemExit("--pin needs 2 CPUs or more")
+        pin(os.getpid(), mine)  # before any thread: the writers inherit it
     shape = TreeShape(days=args.days)
     pristine = generate_tree(shape)
     scratch = Path(tempfile.mkdtemp(prefix="pvbench-", dir=work_dir()))
@@ -588,6 +604,9 @@ def _measure(
             f"{shape.devices} devices x {shape.days} daily files of {shape.rows} rows x 30",
         },
         "repeat": args.repeat,
+        "pinned": f"influxd on CPU {sorted(args.server_cpus)}, PowerView on the others"
+        if args.pin
+        else None,
     }
     if len(files) != shape.files:
         raise SystemExit(f"the tree holds {len(files)} files, not {shape.files}")
@@ -780,6 +799,7 @@ def render(results: dict[str, Any]) -> str:
         f"Python {m['python']}",
         f"tree: {t['files']:,} files ({t['shape']}), {t['bytes'] / MB:.1f} MB, "
         f"{t['values']:,} values = lines",
+        f"CPUs: {results['pinned'] or 'shared by influxd and PowerView'}",
         f"points counted in InfluxDB afterwards ({results['points_in_db']:,} distinct expected): "
         f"{', '.join(results['points_checked']) or 'not checked (--check none)'}",
         "",
@@ -884,6 +904,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-pid", type=int, help="influxd pid of --url, for its CPU time")
     parser.add_argument(
         "--quiet-wait", type=float, default=60, help="wait up to S s for an idle machine per run"
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run influxd on the last CPU and this process on the others, so that"
+        " PowerView's parsing does not take the server's CPU time",
     )
     parser.add_argument(
         "--no-ledger",
