@@ -779,7 +779,7 @@ def breakdown(phases: dict[str, Timing], full: ServerRun) -> list[dict[str, Any]
         ("stats (per channel)", stats),
         ("files: locate, open, report, move", rest),
         ("gzip level 1", gzip),
-        ("HTTP client (influxdb_client, urllib3)", http),
+        ("HTTP client (http.client) and queueing", http),
         ("= PowerView process", full.client_cpu_s),
         ("influxd (server)", full.server_cpu_s),
         ("other processes on the machine", full.background_cores * full.wall_s),
