@@ -10,13 +10,13 @@ fixed) or `InfluxRejectedError` (the data itself was refused, the file goes to
 Writes are POSTed over the standard library's http.client (influx_write.py,
 measured cheaper in CPU than influxdb-client's stack) and gzip-compressed
 here with ISA-L (`isal`) rather than by the client's `enable_gzip`, which
-uses zlib level 9: on line protocol ISA-L's
-level 1 compresses as well as zlib's level 1 (16x, the text is very
-repetitive) at a fifth of its CPU (0.11 against 0.53 µs per line, see
-bench/README.md). A batch is encoded and compressed by the thread that
-queues it, so a writer thread goes from one acknowledged request to the next
-without compressing in between: the server does not wait for it. To a server
-on the same machine nothing is compressed (see Settings.effective_gzip_level).
+uses zlib level 9: on line protocol ISA-L's level 1 compresses as well as
+zlib's level 1 (16x, the text is very repetitive) at a fifth of its CPU
+(0.11 against 0.53 µs per line, see bench/README.md). A batch is encoded and
+compressed by the thread that queues it, so a writer thread goes from one
+acknowledged request to the next without compressing in between: the server
+does not wait for it. To a server on the same machine nothing is compressed
+(see Settings.effective_gzip_level).
 """
 
 from __future__ import annotations
@@ -211,14 +211,13 @@ class InfluxTarget:
         org: str,
         gzip_level: int = 1,
         connections: int = 1,
-        endpoint: WriteEndpoint | None = None,
     ) -> None:
         self._client = client
         self._org = org
         self._gzip_level = gzip_level
         self._connections = max(1, connections)
-        # Writes go over http.client (influx_write.py), to the client's server by default.
-        self._endpoint = endpoint or WriteEndpoint.of_client(client)
+        # Writes go over http.client (influx_write.py), to the client's server.
+        self._endpoint = WriteEndpoint.of_client(client)
         self._local = threading.local()  # each thread's WriteConnection
         self._opened: list[WriteConnection] = []
         self._known_buckets: set[str] = set()

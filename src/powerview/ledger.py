@@ -6,8 +6,9 @@ bytes the parser read (hashed while they were read, from the upload's one
 descriptor: `Fingerprint`), its upload time (mtime) and ingest time, the time
 range of its points, rows and values read, values rejected, points written,
 and the points read back from InfluxDB after the write was acknowledged
-(`Verifier`, one Flux count per file, several files a query). Kept in `<state dir>/ledger.sqlite3`
-(a private file, WAL) and summarised in the meta bucket as `powerview_ledger`.
+(`Verifier`, one Flux count per file, several files a query). Kept in
+`<state dir>/ledger.sqlite3` (a private file, WAL) and summarised in the meta
+bucket as `powerview_ledger`.
 
 The read-back rule (overlapping files of one device): a file's points are
 the distinct (field, timestamp) pairs it holds (`points_expected`; a row
@@ -409,8 +410,9 @@ def meta_line(row: LedgerRow, at: float) -> str:
 # instead of 0.15 s for a file of 300,000 points); an `or` of field equalities
 # in the filter is, but cost the server 110 ms of CPU against 57 ms for this
 # grouping by field; count() per series then group() |> sum() took 250 ms.
-# What a count costs InfluxDB grows with the series it reads (about 1.6 ms of
-# CPU per series, whether in its cache or its TSM files), not with the points.
+# What a count costs InfluxDB follows the series it reads far more than the
+# points (30 series: 47 ms for 4,350 points, 176 ms for 1,500,000), in its
+# cache as in its TSM files.
 # Within a series a timestamp holds one point, so each count is of distinct
 # timestamps; a field found in two series (a channel renamed between two
 # overlapping files) counts twice, which the "at least" rule can only read as
