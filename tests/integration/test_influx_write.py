@@ -19,7 +19,11 @@ from dataclasses import dataclass, field
 import pytest
 from influxdb_client import InfluxDBClient
 
-from powerview.exceptions import InfluxRejectedError, InfluxUnavailableError
+from powerview.exceptions import (
+    InfluxRejectedError,
+    InfluxRequestError,
+    InfluxUnavailableError,
+)
 from powerview.influx import InfluxTarget, make_client
 from tests.conftest import InfluxInstance
 
@@ -125,28 +129,31 @@ def test_a_503_with_retry_after_is_waited_for_then_the_write_lands(
     assert stored(influx_client, bucket) == {100: 1.5}
 
 
-def test_a_server_that_keeps_answering_429_is_an_outage_after_the_retries(
-    proxy: Proxy, influxdb: InfluxInstance
+@pytest.mark.parametrize(
+    ("status", "retries", "error", "tries"),
+    [
+        (429, 2, InfluxUnavailableError, 3),  # an outage once the two retries are spent
+        (503, 1, InfluxUnavailableError, 2),
+        (400, 4, InfluxRejectedError, 1),  # refused data: never retried
+        (401, 4, InfluxRequestError, 1),  # our token: a retry will not fix it
+    ],
+)
+def test_what_a_refusal_becomes_and_how_often_it_is_tried(
+    proxy: Proxy,
+    influxdb: InfluxInstance,
+    status: int,
+    retries: int,
+    error: type[Exception],
+    tries: int,
 ) -> None:
-    proxy.cues = [Cue(429)] * 3
-    target = writer(proxy, influxdb, retries=2)
+    proxy.cues = [Cue(status)] * tries
+    target = writer(proxy, influxdb, retries=retries)
     try:
-        with pytest.raises(InfluxUnavailableError, match="answered 429"):
+        with pytest.raises(error, match=str(status)):
             target.write_now(influxdb.meta_bucket, "m f=1 1\n")
     finally:
         target.close()
-    assert len(proxy.seen) == 3  # the first try and two retries
-
-
-def test_refused_data_is_not_retried(proxy: Proxy, influxdb: InfluxInstance) -> None:
-    proxy.cues = [Cue(400)]
-    target = writer(proxy, influxdb, retries=4)
-    try:
-        with pytest.raises(InfluxRejectedError, match="400"):
-            target.write_now(influxdb.meta_bucket, "m f=1 1\n")
-    finally:
-        target.close()
-    assert len(proxy.seen) == 1
+    assert len(proxy.seen) == tries
 
 
 def test_a_kept_alive_connection_closed_by_the_server_is_reopened_without_a_retry(
