@@ -16,6 +16,11 @@ once and copied afresh for every run (ingestion moves the files).
   file moved to parsed/ once InfluxDB acknowledged all its points, on 1 and on
   --connections writer connections. Each is compared with the ceiling of the
   same encoding and the same number of connections, in the same run.
+- The plain ceiling again while another process burns the CPU share the
+  ingest used (what the server keeps when PowerView's parsing takes its
+  part of the cores), and the ingest with the ledger (`--no-ledger` skips it).
+- `--pin` puts influxd on the last CPU and this process on the others, for
+  every run, so that the two do not share cores.
 - Where the time goes: the same tree through parse only, parse + encode,
   parse + encode + stats, gzip of the produced line protocol, and the whole
   ingest with a NullWriter (every step but HTTP), all in this process; the
@@ -517,8 +522,8 @@ def powerview_ingest(
         target.close()
         if recorder is not None:
             recorder.close()
-            statuses_ = [r.ledger.status if r.ledger else None for r in run.files]
-            verified = statuses_.count("verified")
+            entries = [r.ledger.status if r.ledger else None for r in run.files]
+            verified = entries.count("verified")
             if verified != shape.files:
                 raise RuntimeError(f"ledger: {verified} of {shape.files} files verified")
         statuses: dict[str, int] = {}
