@@ -458,6 +458,7 @@ class FluxVerifier:
 
     def _count_chunk(self, rows: Sequence[LedgerRow]) -> dict[int, int]:
         parts: list[str] = []
+        names: list[str] = []  # the stream of each counted row: c0, c3, ...
         params: dict[str, object] = {"measurement": MEASUREMENT}
         for i, row in enumerate(rows):
             if row.first_time is None or row.last_time is None or not row.fields:
@@ -470,9 +471,9 @@ class FluxVerifier:
                 f"stop_{i}": parse_rfc3339(row.last_time) + dt.timedelta(seconds=1),
             }
             parts.append(_ENTRY_FLUX.format(i=i))
+            names.append(f"c{i}")
         if not parts:
             return {}
-        names = [part.split(" = ", 1)[0].strip() for part in parts]
         last = names[0] if len(names) == 1 else f"union(tables: [{', '.join(names)}])"
         query = "".join(parts) + f"\n{last}\n"  # union() wants two streams or more
         subject = rows[0].subject if len(rows) == 1 else f"{len(rows)} files"
