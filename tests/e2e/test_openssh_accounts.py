@@ -30,6 +30,7 @@ from influxdb_client import InfluxDBClient
 
 from powerview import cli
 from powerview import settings as config
+from powerview.host import user_exists
 from powerview.provision.downsample import remove_downsampling
 from powerview.settings import Settings
 from tests.conftest import InfluxInstance
@@ -86,14 +87,6 @@ def processes_of(uid: int) -> list[int]:
             if str(uid) in uids.split()[1:]:
                 found.append(int(entry))
     return found
-
-
-def user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @dataclass

@@ -28,6 +28,8 @@ from tests.e2e.sshd import HOST, POWERVIEW, Company, SftpServer, count_points, w
 from tests.e2e.test_sftp_upload import (
     WIDTH,
     all_parsed,
+    cut_export,
+    device_folder,
     idle,
     ingest_jobs,
     places,
@@ -85,12 +87,8 @@ def test_a_cut_upload_waits_in_place_and_is_ingested_once_when_sftp_reput_comple
     # A grace far longer than the test: only the resumed upload can end the wait.
     pv = powerview(extra_env={"TSV_INCOMPLETE_GRACE_S": "600"})
     client = connect(company)
-    client.mkdir(f"{company.home}/site")
-    client.mkdir(f"{company.home}/site/02009999")
-    device_dir = company.folder / "site" / "02009999"
-    whole = small_file(0, rows=145)
-    cut = whole[: len(whole) // 2]
-    assert not cut.endswith(b"\n")  # cut in the middle of a row, END_DATA missing
+    device_dir = device_folder(client, company)
+    whole, cut = cut_export()
     remote = f"{company.home}/site/02009999/day.tsv"
     client.put(remote, cut)  # closed as a complete upload would be
 
@@ -132,10 +130,8 @@ def test_clients_list_and_read_their_outcomes_and_reasons_but_cannot_write_there
 ) -> None:
     pv = powerview()
     client = connect(company)
-    client.mkdir(f"{company.home}/site")
-    client.mkdir(f"{company.home}/site/02009999")
     device = f"{company.home}/site/02009999"
-    device_dir = company.folder / "site" / "02009999"
+    device_dir = device_folder(client, company)
     client.put(f"{device}/good.tsv", small_file(1))
     client.put(f"{device}/bad.tsv", b"this is no export\n")
     wait_for("good.tsv in parsed/", all_parsed([(device_dir, "good.tsv")]), describe=pv.logs)

@@ -48,6 +48,21 @@ def small_file(index: int, rows: int = ROWS) -> bytes:
     return Export(rows=rows, start=start, seed=index).text().encode()
 
 
+def device_folder(client: Any, company: Company, serial: str = "02009999") -> Path:
+    """`site/<serial>/` made over SFTP by the company's client; its path on the server."""
+    client.mkdir(f"{company.home}/site")
+    client.mkdir(f"{company.home}/site/{serial}")
+    return company.folder / "site" / serial
+
+
+def cut_export() -> tuple[bytes, bytes]:
+    """A 145-row export and its first half, cut in the middle of a row (no END_DATA)."""
+    whole = small_file(0, rows=145)
+    half = whole[: len(whole) // 2]
+    assert not half.endswith(b"\n")
+    return whole, half
+
+
 def places(device_dir: Path, name: str) -> list[str]:
     """Everywhere `name` is in a device folder: waiting, parsed/ or error/ (also as x.1.tsv)."""
     stem, suffix = os.path.splitext(name)
@@ -257,12 +272,8 @@ def test_an_upload_killed_midway_waits_its_grace_then_error_and_its_complete_reu
     # Long enough for the worker to see the cut file before its grace ends, on a busy machine.
     pv = powerview(extra_env={"TSV_INCOMPLETE_GRACE_S": "10"})
     client = connect(company)
-    client.mkdir(f"{company.home}/site")
-    client.mkdir(f"{company.home}/site/02009999")
-    device_dir = company.folder / "site" / "02009999"
-    whole = small_file(0, rows=145)
-    half = whole[: len(whole) // 2]
-    assert not half.endswith(b"\n")  # cut in the middle of a row, END_DATA missing
+    device_dir = device_folder(client, company)
+    whole, half = cut_export()
     (tmp_path / "half").write_bytes(half)
 
     uploader = subprocess.Popen(
