@@ -406,6 +406,25 @@ def test_provenance_lists_the_ledgers_files_of_the_period(tmp_path: Path) -> Non
     assert sources[0].points_verified == 4433
 
 
+def _only_this_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, influxdb: InfluxInstance, **more: str
+) -> None:
+    """The CLI run from `tmp_path` against the test InfluxDB, with no other PowerView
+    setting of the environment, a private state folder, and `more`."""
+    for name in list(os.environ):
+        if name.startswith(("POWERVIEW_", "INFLUXDB_", "TSV_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    settings = {
+        "INFLUXDB_URL": influxdb.url,
+        "INFLUXDB_ORG": influxdb.org,
+        "INFLUXDB_ADMIN_TOKEN": influxdb.token,
+        "POWERVIEW_STATE_DIR": str(tmp_path / "state"),
+    }
+    for key, value in (settings | more).items():
+        monkeypatch.setenv(key, value)
+
+
 def test_the_report_command_writes_csv_and_prints_the_model(
     company: Company,
     influxdb: InfluxInstance,
@@ -413,15 +432,7 @@ def test_the_report_command_writes_csv_and_prints_the_model(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("POWERVIEW_", "INFLUXDB_", "TSV_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("INFLUXDB_URL", influxdb.url)
-    monkeypatch.setenv("INFLUXDB_ORG", influxdb.org)
-    monkeypatch.setenv("INFLUXDB_ADMIN_TOKEN", influxdb.token)
-    monkeypatch.setenv("POWERVIEW_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("POWERVIEW_REPORT_TIMEZONE", PARIS)
+    _only_this_env(monkeypatch, tmp_path, influxdb, POWERVIEW_REPORT_TIMEZONE=PARIS)
 
     status = cli.run(["report", company.name, "tri", "--format", "csv", "--json"])
     document = json.loads(capsys.readouterr().out)
@@ -452,19 +463,13 @@ def test_sources_are_the_ledgers_entries_of_the_files_ingested(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in list(os.environ):
-        if name.startswith(("POWERVIEW_", "INFLUXDB_", "TSV_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    for key, value in {
-        "INFLUXDB_URL": influxdb.url,
-        "INFLUXDB_ORG": influxdb.org,
-        "INFLUXDB_ADMIN_TOKEN": influxdb.token,
-        "TSV_META_BUCKET": f"meta_{uuid.uuid4().hex[:10]}",
-        "TSV_REPORT_DIR": str(tmp_path / "reports"),
-        "POWERVIEW_STATE_DIR": str(tmp_path / "state"),
-    }.items():
-        monkeypatch.setenv(key, value)
+    _only_this_env(
+        monkeypatch,
+        tmp_path,
+        influxdb,
+        TSV_META_BUCKET=f"meta_{uuid.uuid4().hex[:10]}",
+        TSV_REPORT_DIR=str(tmp_path / "reports"),
+    )
     name = f"rep_{uuid.uuid4().hex[:10]}"
     root = tmp_path / "data"
     path = _copy(samples, TRI, root, name, "c1")
